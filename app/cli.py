@@ -1,0 +1,150 @@
+"""The `calltrack` command: serve, migrate, numbers import, openapi."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from app import logs
+from app.settings import get_settings
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from app.db import migrate
+
+    settings = get_settings()
+    logs.configure(settings.log_level)
+    if settings.is_sqlite and not args.no_migrate:
+        migrate.upgrade(settings.database_url)
+    if args.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # Worker processes share one /metrics view through files in this directory.
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="calltrack-prom-")
+    uvicorn.run(
+        "app.main:create_app",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        access_log=False,
+        log_config=None,
+        proxy_headers=True,
+        forwarded_allow_ips=settings.forwarded_allow_ips,
+        server_header=False,
+    )
+    return 0
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    from app.db import migrate
+
+    settings = get_settings()
+    logs.configure(settings.log_level)
+    migrate.upgrade(settings.database_url, args.revision)
+    return 0
+
+
+def _read_numbers(path: Path) -> list[str]:
+    # One number per line, or the first column of a CSV; blank lines and '#' comments skipped.
+    numbers = []
+    for line in path.read_text().splitlines():
+        cell = line.split(",", 1)[0].strip().strip('"')
+        if cell and not cell.startswith("#") and cell.lower() not in {"number", "e164", "phone"}:
+            numbers.append(cell)
+    return numbers
+
+
+async def _import_numbers(path: Path, pool: str) -> tuple[int, int]:
+    from app.db.session import make_engine, make_sessionmaker
+    from app.services import pools
+    from app.state import utc_now
+
+    settings = get_settings()
+    engine = make_engine(settings.database_url)
+    try:
+        async with make_sessionmaker(engine)() as db:
+            result = await pools.add_numbers(
+                db,
+                name=pool,
+                raw_numbers=_read_numbers(path),
+                region=settings.default_region,
+                now=utc_now(),
+            )
+            await db.commit()
+            return result
+    finally:
+        await engine.dispose()
+
+
+def _numbers_import(args: argparse.Namespace) -> int:
+    from app.errors import AppError
+
+    try:
+        added, reactivated = asyncio.run(_import_numbers(Path(args.file), args.pool))
+    except AppError as exc:
+        print(f"error: {exc.detail}", file=sys.stderr)
+        return 1
+    print(json.dumps({"pool": args.pool, "added": added, "reactivated": reactivated}))
+    return 0
+
+
+def _openapi(args: argparse.Namespace) -> int:
+    from app.openapi import render
+
+    text = render()
+    if args.check:
+        current = Path(args.output).read_text() if Path(args.output).exists() else ""
+        if current != text:
+            print(f"{args.output} is out of date: run `calltrack openapi`", file=sys.stderr)
+            return 1
+        return 0
+    Path(args.output).write_text(text)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line interface."""
+    parser = argparse.ArgumentParser(prog="calltrack", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the HTTP API (migrates a SQLite database first)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=1)
+    serve.add_argument("--no-migrate", action="store_true", help="skip the SQLite migration")
+    serve.set_defaults(func=_serve)
+
+    mig = sub.add_parser("migrate", help="apply database migrations (Alembic)")
+    mig.add_argument("revision", nargs="?", default="head")
+    mig.set_defaults(func=_migrate)
+
+    numbers = sub.add_parser("numbers", help="manage tracking numbers")
+    numbers_sub = numbers.add_subparsers(dest="numbers_command", required=True)
+    imp = numbers_sub.add_parser("import", help="add numbers from a file (one per line, or CSV)")
+    imp.add_argument("file")
+    imp.add_argument("--pool", required=True)
+    imp.set_defaults(func=_numbers_import)
+
+    api = sub.add_parser("openapi", help="write the OpenAPI contract")
+    api.add_argument("--output", default="openapi/openapi.json")
+    api.add_argument("--check", action="store_true", help="fail if the file is out of date")
+    api.set_defaults(func=_openapi)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `calltrack` command."""
+    args = build_parser().parse_args(argv)
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

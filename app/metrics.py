@@ -1,0 +1,50 @@
+"""Prometheus metrics of the service."""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.multiprocess import MultiProcessCollector
+
+
+class Metrics:
+    """The service's metrics on a registry of their own (one per app)."""
+
+    content_type = CONTENT_TYPE_LATEST
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.leases = Counter(
+            "calltrack_leases_granted",
+            "Tracking numbers handed out, new leases and renewals.",
+            ["pool", "kind"],
+            registry=self.registry,
+        )
+        self.fallbacks = Counter(
+            "calltrack_fallbacks_served",
+            "Fallback numbers served instead of a tracking number, by reason.",
+            ["pool", "reason"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "calltrack_request_duration_seconds",
+            "HTTP request latency by route template.",
+            ["method", "route", "status"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+            registry=self.registry,
+        )
+
+    def render(self) -> bytes:
+        """Exposition text; with several worker processes, their sum."""
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            registry = CollectorRegistry()
+            MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+            return generate_latest(registry)
+        return generate_latest(self.registry)

@@ -1,0 +1,100 @@
+"""Ops API payloads for pools and their numbers."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from app.schemas.public import POOL_NAME_PATTERN
+
+PoolName = Annotated[str, StringConstraints(pattern=POOL_NAME_PATTERN)]
+Phone = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=32)]
+Ttl = Annotated[int, Field(ge=1, le=7 * 86400)]
+Cooldown = Annotated[int, Field(ge=0, le=30 * 86400)]
+
+
+class PoolCreate(BaseModel):
+    """A new pool."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "default",
+                    "destination": "+12125550100",
+                    "fallback_number": "+12125550100",
+                    "lease_ttl_seconds": 1800,
+                    "cooldown_seconds": 900,
+                }
+            ]
+        },
+    )
+
+    name: PoolName
+    destination: Phone = Field(description="Where calls to the pool's numbers are forwarded.")
+    fallback_number: Phone = Field(description="Shown when no tracking number is free.")
+    lease_ttl_seconds: Ttl = 1800
+    cooldown_seconds: Cooldown = 900
+
+
+class PoolUpdate(BaseModel):
+    """Fields of a pool to change."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    destination: Phone | None = None
+    fallback_number: Phone | None = None
+    lease_ttl_seconds: Ttl | None = None
+    cooldown_seconds: Cooldown | None = None
+
+
+class PoolOut(BaseModel):
+    """A pool as stored."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    name: str
+    destination: str
+    fallback_number: str
+    lease_ttl_seconds: int
+    cooldown_seconds: int
+    created_at: datetime
+    updated_at: datetime
+
+
+class NumbersAdd(BaseModel):
+    """Numbers to add to a pool."""
+
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"numbers": ["+12565550101"]}]}
+    )
+
+    numbers: Annotated[list[Phone], Field(min_length=1, max_length=10_000)]
+
+
+class NumbersAdded(BaseModel):
+    """How many numbers were added."""
+
+    pool: str
+    added: int
+    reactivated: int = Field(description="Retired numbers brought back into service.")
+
+
+class PoolStats(BaseModel):
+    """Use of a pool now and over a window."""
+
+    pool: str
+    size: int = Field(description="Active numbers.")
+    leased_now: int
+    utilisation: float = Field(description="leased_now / size.")
+    window_seconds: int
+    since: datetime
+    until: datetime
+    leases_started: int
+    fallbacks_total: int
+    fallbacks_by_reason: dict[str, int]
+    peak_concurrent_leases: int
+    peak_utilisation: float

@@ -1,0 +1,1 @@
+"""Use cases. Services flush but never commit; the request commits before answering."""
