@@ -208,14 +208,15 @@ class Stats:
 async def stats(db: AsyncSession, *, pool: Pool, window_seconds: int, now: datetime) -> Stats:
     """Measure a pool: size, live leases, fallbacks and peak concurrency in the window."""
     since = now - timedelta(seconds=window_seconds)
+    until = now + timedelta(microseconds=1)  # the window includes this very instant
     return Stats(
         since=since,
         until=now,
         size=await numbers.count_active(db, pool.id),
         leased_now=await numbers.count_leased(db, pool.id, now),
-        leases_started=await leases.count_started(db, pool_id=pool.id, since=since, until=now),
+        leases_started=await leases.count_started(db, pool_id=pool.id, since=since, until=until),
         fallbacks_by_reason=await fallbacks.count_by_reason(
-            db, pool_id=pool.id, since=since, until=now
+            db, pool_id=pool.id, since=since, until=until
         ),
-        peak_concurrent=await leases.peak_concurrent(db, pool_id=pool.id, since=since, until=now),
+        peak_concurrent=await leases.peak_concurrent(db, pool_id=pool.id, since=since, until=until),
     )

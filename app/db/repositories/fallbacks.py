@@ -34,4 +34,4 @@ async def count_by_reason(
         )
         .group_by(FallbackEvent.reason)
     )
-    return {reason: int(n) for reason, n in rows.tuples()}
+    return {str(row[0]): int(row[1]) for row in rows}
