@@ -1,0 +1,50 @@
+"""Settings refuse unsafe or malformed values."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from app.settings import Settings, parse_rate
+
+
+def test_no_admin_token_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CALLTRACK_ADMIN_TOKEN", raising=False)
+    assert Settings().admin_token is None
+
+
+@pytest.mark.parametrize("token", ["changeme", "secret", "short"])
+def test_placeholder_or_short_admin_tokens_are_refused(token: str) -> None:
+    with pytest.raises(ValidationError):
+        Settings(admin_token=token)  # type: ignore[arg-type]
+
+
+def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CALLTRACK_CORS_ORIGINS", "https://a.example, https://b.example")
+    monkeypatch.setenv("CALLTRACK_PUBLIC_RATE_LIMIT", "10/second")
+    monkeypatch.setenv("CALLTRACK_DEFAULT_REGION", "gb")
+    settings = Settings()
+    assert settings.cors_origins == ["https://a.example", "https://b.example"]
+    assert settings.rate_limit == (10, 1)
+    assert settings.default_region == "GB"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("60/minute", (60, 60)), ("5 / second", (5, 1)), ("1000/hour", (1000, 3600)), ("off", None)],
+)
+def test_rates_parse(text: str, expected: tuple[int, int] | None) -> None:
+    assert parse_rate(text) == expected
+
+
+@pytest.mark.parametrize("text", ["60", "0/minute", "ten/minute", "5/week"])
+def test_bad_rates_are_refused(text: str) -> None:
+    with pytest.raises(ValueError, match="expected"):
+        parse_rate(text)
+    with pytest.raises(ValidationError):
+        Settings(public_rate_limit=text)
+
+
+def test_unknown_region_is_refused() -> None:
+    with pytest.raises(ValidationError):
+        Settings(default_region="XX")
