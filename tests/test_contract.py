@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -45,27 +46,19 @@ async def test_numbers_import_from_a_file(
     listing = tmp_path / "numbers.csv"
     listing.write_text("number,label\n+12565550101,ad 1\n# comment\n\n256-555-0102,ad 2\n")
     env = {"CALLTRACK_DATABASE_URL": database_url, "PATH": "/usr/bin:/bin"}
-    done = subprocess.run(
-        [sys.executable, "-m", "app.cli", "numbers", "import", str(listing), "--pool", "default"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        cwd=ROOT,
-    )
+    command = [sys.executable, "-m", "app.cli", "numbers", "import", str(listing)]
+    command += ["--pool", "default"]
+
+    def run() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            command, env=env, capture_output=True, text=True, timeout=60, check=False, cwd=ROOT
+        )
+
+    done = await asyncio.to_thread(run)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == {"pool": "default", "added": 2, "reactivated": 0}
     stats = (await client.get("/v1/pools/default/stats", headers=ADMIN)).json()
     assert stats["size"] == 2
-    again = subprocess.run(
-        [sys.executable, "-m", "app.cli", "numbers", "import", str(listing), "--pool", "default"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        cwd=ROOT,
-    )
+    again = await asyncio.to_thread(run)
     assert again.returncode == 1
     assert "already in a pool" in again.stderr

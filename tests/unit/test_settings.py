@@ -16,7 +16,7 @@ def test_no_admin_token_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.parametrize("token", ["changeme", "secret", "short"])
 def test_placeholder_or_short_admin_tokens_are_refused(token: str) -> None:
     with pytest.raises(ValidationError):
-        Settings(admin_token=token)  # type: ignore[arg-type]
+        Settings(admin_token=token)
 
 
 def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
