@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 
 import httpx
@@ -215,3 +216,18 @@ async def test_sessions_are_kept_per_pool(client: httpx.AsyncClient) -> None:
     assert other["phonenumber"] != first["phonenumber"]
     again = await lease(client, session_id=first["session_id"])
     assert again["phonenumber"] == first["phonenumber"]
+
+
+async def test_concurrent_requests_of_one_session_share_one_number(
+    client: httpx.AsyncClient, clock: FakeClock
+) -> None:
+    await make_pool(client, size=5, lease_ttl_seconds=60, cooldown_seconds=0)
+    first = await lease(client)
+    clock.advance(61)  # the lease is over: every request below would claim a number
+    answers = await asyncio.gather(
+        *(lease(client, session_id=first["session_id"]) for _ in range(10))
+    )
+    assert len({a["phonenumber"] for a in answers}) == 1
+    stats = (await client.get("/v1/pools/default/stats", headers=ADMIN)).json()
+    assert stats["leased_now"] == 1
+    assert stats["leases_started"] == 2
