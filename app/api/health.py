@@ -9,6 +9,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.api.deps import StateDep
+from app.db.session import READ_ONLY
 from app.errors import problem
 from app.schemas.problem import problem_responses
 
@@ -26,6 +27,7 @@ async def readyz(state: StateDep) -> Response:
     """The database answers."""
     try:
         async with asyncio.timeout(3), state.engine.connect() as conn:
+            await conn.execution_options(**{READ_ONLY: True})
             await conn.execute(text("SELECT 1"))
     except (SQLAlchemyError, OSError, TimeoutError):
         return problem(503, "not-ready", "Not ready", "the database is unreachable")

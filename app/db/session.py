@@ -12,6 +12,8 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+READ_ONLY = "calltrack_read_only"  # execution option: this connection only reads
+
 
 def make_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
     """Create the async engine for a database URL (SQLite or PostgreSQL)."""
@@ -42,7 +44,10 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # A read-only probe must not queue behind writers for the write lock (WAL readers
+        # never wait), so it opens a plain deferred transaction.
+        read_only = conn.get_execution_options().get(READ_ONLY, False)
+        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -5,11 +5,13 @@ from __future__ import annotations
 import io
 import json
 import logging
+import time
 from collections.abc import Iterator
 
 import httpx
 import pytest
 from fastapi import FastAPI
+from sqlalchemy import text
 
 from app.logs import JsonFormatter
 from app.main import create_app
@@ -99,3 +101,18 @@ async def test_logs_are_json_without_email_phone_or_ip(
     assert "<email>" in text
     assert "<phone>" in text
     assert "<ip>" in text
+
+
+async def test_readyz_does_not_wait_for_a_writer(
+    client: httpx.AsyncClient, app: FastAPI, backend: str
+) -> None:
+    # Another connection holds the write lock (SQLite) or a row lock (PostgreSQL) meanwhile.
+    state = app.state.ct
+    async with state.engine.connect() as writer:
+        await writer.execute(text("UPDATE site_key SET name = name"))
+        started = time.monotonic()
+        ready = await client.get("/readyz")
+        elapsed = time.monotonic() - started
+        await writer.rollback()
+    assert ready.status_code == 200, backend
+    assert elapsed < 2.5
