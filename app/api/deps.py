@@ -13,8 +13,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.errors import AdminDisabled, Unauthorized
 from app.state import AppState
 
+# Dependencies are `async def` even when they never await: FastAPI runs a plain `def`
+# dependency in a worker thread, two thread hops per request for nothing.
 
-def get_state(request: Request) -> AppState:
+
+async def get_state(request: Request) -> AppState:
     """The app's lifetime resources."""
     state: AppState = request.app.state.ct
     return state
@@ -37,7 +40,7 @@ async def get_db(state: StateDep) -> AsyncIterator[AsyncSession]:
 SessionDep = Annotated[AsyncSession, Depends(get_db, scope="function")]
 
 
-def get_now(state: StateDep) -> datetime:
+async def get_now(state: StateDep) -> datetime:
     """The time of this request, from the app's clock."""
     return state.clock()
 
@@ -54,7 +57,7 @@ def bearer_token(request: Request) -> str | None:
     return token.strip()
 
 
-def require_admin(request: Request, state: StateDep) -> None:
+async def require_admin(request: Request, state: StateDep) -> None:
     """Let the request through only with the configured admin token."""
     configured = state.settings.admin_token
     if configured is None:

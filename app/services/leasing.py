@@ -52,6 +52,12 @@ async def assign(
     until = now + timedelta(seconds=pool.lease_ttl_seconds)
     # A released number rests for the cooldown, so late callers still match its last visitor.
     available_at = until + timedelta(seconds=pool.cooldown_seconds)
+
+    async def claim(sid: str) -> leases.Held | None:
+        return await leases.claim(
+            db, pool_id=pool.id, session_id=sid, now=now, until=until, available_at=available_at
+        )
+
     if session_id is not None and await sessions.touch(
         db, session_id=session_id, now=now, fields=fields
     ):
@@ -65,26 +71,22 @@ async def assign(
         )
         if held is not None:
             return Assignment(held.e164, session_id, held.leased_until, tracked=True, renewed=True)
+        held = await claim(session_id)
     else:
         # An unknown id (expired storage, another database) starts a new visit, never an error.
         session_id = new_session_id()
-        await sessions.create(
-            db, session_id=session_id, now=now, site_key_id=site_key_id, fields=fields
+        row = sessions.new_row(
+            session_id=session_id, now=now, site_key_id=site_key_id, fields=fields
         )
-
-    for _ in range(CLAIM_ATTEMPTS):
-        held = await leases.claim(
-            db,
-            pool_id=pool.id,
-            session_id=session_id,
-            now=now,
-            until=until,
-            available_at=available_at,
+        held = await leases.claim_for_new_session(
+            db, session_row=row, pool_id=pool.id, now=now, until=until, available_at=available_at
         )
-        if held is not None:
-            return Assignment(held.e164, session_id, held.leased_until, tracked=True)
-        if not await numbers.any_free(db, pool.id, now):
+    for _ in range(CLAIM_ATTEMPTS - 1):
+        if held is not None or not await numbers.any_free(db, pool.id, now):
             break
+        held = await claim(session_id)
+    if held is not None:
+        return Assignment(held.e164, session_id, held.leased_until, tracked=True)
     reason = "pool_exhausted" if await numbers.count_active(db, pool.id) else "pool_empty"
     return await fallback(db, pool=pool, session_id=session_id, reason=reason, now=now)
 

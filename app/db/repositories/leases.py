@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -23,6 +23,7 @@ from sqlalchemy.types import TypeEngine
 
 from app.db.base import UTCDateTime
 from app.db.models import Lease, TrackingNumber
+from app.db.repositories import sessions
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,80 @@ _SQLITE_CLAIM = _typed(
     RETURNING id, e164
     """
 )
+
+
+_SESSION_COLUMNS = (
+    "id",
+    "created_at",
+    "last_seen_at",
+    "site_key_id",
+    *sessions.CONTEXT_FIELDS,
+    *sessions.PROSPECT_FIELDS,
+)
+
+# A new visitor's session and its claim in one round trip: the session row is inserted by a
+# CTE in front of the claim (its foreign key is checked at the end of the statement, when the
+# row exists). The session is stored even when no number is free.
+_PG_CLAIM_NEW_SESSION = _typed(
+    # Built from the constant column names above, never from input.
+    f"""
+    WITH visit AS (
+        INSERT INTO visitor_session ({", ".join(_SESSION_COLUMNS)})
+        VALUES ({", ".join(":s_" + c for c in _SESSION_COLUMNS)})
+        RETURNING id
+    ), pick AS (
+        SELECT id FROM tracking_number
+        WHERE pool_id = :pool_id AND active AND available_at <= :now
+        ORDER BY available_at
+        LIMIT 1
+        FOR UPDATE SKIP LOCKED
+    ), ins AS (
+        INSERT INTO lease (number_id, pool_id, session_id, started_at, ends_at)
+        SELECT pick.id, :pool_id, visit.id, :now, :until FROM pick, visit
+        RETURNING id, number_id
+    )
+    UPDATE tracking_number AS t
+    SET leased_session_id = :session_id, leased_until = :until, available_at = :available_at
+    FROM ins
+    WHERE t.id = ins.number_id
+    RETURNING t.id, t.e164, ins.id
+    """  # noqa: S608
+).bindparams(
+    bindparam("s_created_at", type_=UTCDateTime()),
+    bindparam("s_last_seen_at", type_=UTCDateTime()),
+    bindparam("s_site_key_id", type_=Integer()),
+)
+
+
+async def claim_for_new_session(
+    db: AsyncSession,
+    *,
+    session_row: Mapping[str, object],
+    pool_id: int,
+    now: datetime,
+    until: datetime,
+    available_at: datetime,
+) -> Held | None:
+    """Store a new visitor session and lease it a number; None if no number was taken."""
+    session_id = str(session_row["id"])
+    if db.get_bind().dialect.name != "postgresql":
+        await sessions.insert_row(db, session_row)
+        return await claim(
+            db,
+            pool_id=pool_id,
+            session_id=session_id,
+            now=now,
+            until=until,
+            available_at=available_at,
+        )
+    params: dict[str, object] = {f"s_{c}": session_row.get(c) for c in _SESSION_COLUMNS}
+    params.update(
+        pool_id=pool_id, session_id=session_id, now=now, until=until, available_at=available_at
+    )
+    row = (await db.execute(_PG_CLAIM_NEW_SESSION, params)).first()
+    if row is None:
+        return None
+    return Held(number_id=row[0], e164=row[1], lease_id=row[2], leased_until=until)
 
 
 async def claim(
