@@ -57,26 +57,29 @@ def _typed(sql: str) -> TextClause:
 
 
 # One statement: pick the least recently released free number, write the history row and
-# move the number's current lease, all under the row lock that SKIP LOCKED took.
-_PG_CLAIM = _typed(
-    """
-    WITH pick AS (
+# move the number's current lease, all under the row lock that SKIP LOCKED took. SKIP LOCKED
+# lets concurrent claims take different numbers instead of queueing on one.
+_PICK = """pick AS (
         SELECT id FROM tracking_number
         WHERE pool_id = :pool_id AND active AND available_at <= :now
         ORDER BY available_at
         LIMIT 1
         FOR UPDATE SKIP LOCKED
-    ), ins AS (
-        INSERT INTO lease (number_id, pool_id, session_id, started_at, ends_at)
-        SELECT id, :pool_id, :session_id, :now, :until FROM pick
-        RETURNING id, number_id
-    )
+    )"""
+_MOVE = """
     UPDATE tracking_number AS t
     SET leased_session_id = :session_id, leased_until = :until, available_at = :available_at
     FROM ins
     WHERE t.id = ins.number_id
     RETURNING t.id, t.e164, ins.id
-    """
+"""
+_PG_CLAIM = _typed(
+    f"""
+    WITH {_PICK}, ins AS (
+        INSERT INTO lease (number_id, pool_id, session_id, started_at, ends_at)
+        SELECT id, :pool_id, :session_id, :now, :until FROM pick
+        RETURNING id, number_id
+    ){_MOVE}"""  # noqa: S608  (constant fragments, no input)
 )
 
 # SQLite has one writer (the service opens every transaction with BEGIN IMMEDIATE), so the
@@ -115,23 +118,11 @@ _PG_CLAIM_NEW_SESSION = _typed(
         INSERT INTO visitor_session ({", ".join(_SESSION_COLUMNS)})
         VALUES ({", ".join(":s_" + c for c in _SESSION_COLUMNS)})
         RETURNING id
-    ), pick AS (
-        SELECT id FROM tracking_number
-        WHERE pool_id = :pool_id AND active AND available_at <= :now
-        ORDER BY available_at
-        LIMIT 1
-        FOR UPDATE SKIP LOCKED
-    ), ins AS (
+    ), {_PICK}, ins AS (
         INSERT INTO lease (number_id, pool_id, session_id, started_at, ends_at)
         SELECT pick.id, :pool_id, visit.id, :now, :until FROM pick, visit
         RETURNING id, number_id
-    )
-    UPDATE tracking_number AS t
-    SET leased_session_id = :session_id, leased_until = :until, available_at = :available_at
-    FROM ins
-    WHERE t.id = ins.number_id
-    RETURNING t.id, t.e164, ins.id
-    """  # noqa: S608
+    ){_MOVE}"""  # noqa: S608
 ).bindparams(
     bindparam("s_created_at", type_=UTCDateTime()),
     bindparam("s_last_seen_at", type_=UTCDateTime()),
