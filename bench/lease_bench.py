@@ -1211,7 +1211,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         default=60,
         help="VACUUM tracking_number every N s of the soak, as autovacuum would (0: never)",
     )
-    arg("--variant", default="", help="tweaks of bench/variants.py, e.g. noping,asyncdeps")
+    arg("--variant", default="", help="tweaks of bench/variants.py, e.g. noaccess,autocommit")
     arg("--pg-host", default="127.0.0.1")
     arg("--pg-port", type=int, default=5432)
     arg("--pg-user", default="postgres")
