@@ -1,4 +1,4 @@
-"""The `calltrack` command: serve, migrate, numbers import, openapi."""
+"""The `calltrack` command: serve, emulator, migrate, numbers import, openapi."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import os
+import secrets
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -24,6 +25,15 @@ def _serve(args: argparse.Namespace) -> int:
     logs.configure(settings.log_level)
     if settings.is_sqlite and not args.no_migrate:
         migrate.upgrade(settings.database_url)
+    if settings.voice_provider == "emulator":
+        # The adapter reaches the emulator mounted in this very server over real HTTP, and
+        # every worker process must share one webhook token: both are settled here.
+        host = "127.0.0.1" if args.host in {"0.0.0.0", "::", ""} else args.host  # noqa: S104
+        host = f"[{host}]" if ":" in host else host
+        os.environ.setdefault("CALLTRACK_EMULATOR_URL", f"http://{host}:{args.port}/emulator")
+        if settings.webhook_token is None:
+            os.environ["CALLTRACK_WEBHOOK_TOKEN"] = secrets.token_urlsafe(24)
+        get_settings.cache_clear()
     if args.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # Worker processes share one /metrics view through files in this directory.
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="calltrack-prom-")
@@ -39,6 +49,40 @@ def _serve(args: argparse.Namespace) -> int:
         forwarded_allow_ips=settings.forwarded_allow_ips,
         server_header=False,
     )
+    return 0
+
+
+def _emulator(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from app.emulator import EmulatorConfig, create_emulator
+
+    settings = get_settings()
+    logs.configure(settings.log_level)
+    token = settings.webhook_token
+    key = os.environ.get("CALLTRACK_EMULATOR_API_KEY") or (
+        settings.cloudonix_api_key.get_secret_value() if settings.cloudonix_api_key else None
+    )
+    if token is None or key is None:
+        print(
+            "error: set CALLTRACK_WEBHOOK_TOKEN (sent to the service's webhooks) and "
+            "CALLTRACK_EMULATOR_API_KEY (the key its REST API accepts)",
+            file=sys.stderr,
+        )
+        return 2
+    emulator = create_emulator(
+        EmulatorConfig(
+            api_key=key,
+            domain=settings.voice_domain,
+            webhook_token=token.get_secret_value(),
+            service_url=args.service_url.rstrip("/"),
+            rate_requests=settings.cloudonix_rate_requests,
+            rate_period=settings.cloudonix_rate_period,
+            speed=settings.emulator_speed,
+        ),
+        prefix="/emulator",
+    )
+    uvicorn.run(emulator, host=args.host, port=args.port, log_config=None, server_header=False)
     return 0
 
 
@@ -120,6 +164,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--workers", type=int, default=1)
     serve.add_argument("--no-migrate", action="store_true", help="skip the SQLite migration")
     serve.set_defaults(func=_serve)
+
+    emu = sub.add_parser("emulator", help="run the Cloudonix emulator alone")
+    emu.add_argument("--host", default="127.0.0.1")
+    emu.add_argument("--port", type=int, default=8010)
+    emu.add_argument(
+        "--service-url", default="http://127.0.0.1:8000", help="where the service's webhooks are"
+    )
+    emu.set_defaults(func=_emulator)
 
     mig = sub.add_parser("migrate", help="apply database migrations (Alembic)")
     mig.add_argument("revision", nargs="?", default="head")

@@ -3,7 +3,9 @@
 AppError
 ├── InvalidInput          422  a field's value is wrong (names the field)
 ├── Unauthorized          401  missing or wrong credentials
+├── Forbidden             403  authenticated, but not for this (e.g. another voice domain)
 ├── AdminDisabled         503  CALLTRACK_ADMIN_TOKEN is not configured
+├── WebhooksDisabled      503  CALLTRACK_WEBHOOK_TOKEN is not configured
 ├── NotFound              404
 ├── Conflict              409  e.g. a number already in a pool
 └── RateLimited           429  carries Retry-After
@@ -17,6 +19,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 PROBLEM_JSON = "application/problem+json"
@@ -59,6 +62,22 @@ class Unauthorized(AppError):
     status = 401
     slug = "unauthorized"
     title = "Unauthorized"
+
+
+class Forbidden(AppError):
+    """The caller is known but may not do this."""
+
+    status = 403
+    slug = "forbidden"
+    title = "Forbidden"
+
+
+class WebhooksDisabled(AppError):
+    """No webhook token is configured, so the voice webhooks refuse everything."""
+
+    status = 503
+    slug = "webhooks-disabled"
+    title = "Webhooks disabled"
 
 
 class AdminDisabled(AppError):
@@ -121,6 +140,18 @@ def _field_of(loc: tuple[Any, ...] | list[Any]) -> str:
     if parts and parts[0] == "body":
         parts = parts[1:]
     return ".".join(parts) if parts else "body"
+
+
+def invalid_input(exc: ValidationError, *, prefix: str = "") -> InvalidInput:
+    """A pydantic validation error as an InvalidInput naming the first bad field."""
+    errors = [
+        {"field": prefix + _field_of(tuple(err.get("loc", ()))), "message": err["msg"]}
+        for err in exc.errors()
+    ]
+    first = errors[0] if errors else {"field": "body", "message": "invalid request"}
+    return InvalidInput(
+        f"{first['field']}: {first['message']}", field=first["field"], errors=errors
+    )
 
 
 def _validation_problem(request: Request, exc: RequestValidationError) -> JSONResponse:

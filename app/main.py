@@ -2,19 +2,30 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import httpx
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from starlette.middleware.cors import CORSMiddleware
 
 from app import __version__, ratelimit
 from app.api import health, public, v1
+from app.api.webhooks import cloudonix as cloudonix_webhooks
 from app.db.session import make_engine, make_sessionmaker
+from app.emulator import EmulatorConfig, create_emulator
 from app.errors import install_error_handlers
 from app.metrics import Metrics
 from app.middleware import AccessMiddleware
+from app.providers.voice.base import VoiceProvider
+from app.providers.voice.cloudonix import CloudonixProvider, build_cloudonix
+from app.providers.voice.pacing import Pacer
+from app.services.desk import CallDesk
 from app.services.pools import PoolCache
 from app.settings import Settings, get_settings
 from app.state import AppState, Clock, utc_now
@@ -25,27 +36,88 @@ def _operation_id(route: APIRoute) -> str:
     return route.name
 
 
+_log = logging.getLogger("calltrack")
+
+
+def _voice(settings: Settings, http: httpx.AsyncClient, emulator_key: str) -> VoiceProvider:
+    if settings.voice_provider == "cloudonix":
+        return build_cloudonix(settings, http)
+    # The adapter is the production one; only its address and key point at the emulator.
+    return CloudonixProvider(
+        http,
+        base_url=settings.emulator_url or "http://127.0.0.1:8000/emulator",
+        domain=settings.voice_domain,
+        api_key=emulator_key,
+        pacer=Pacer(settings.cloudonix_rate_requests, settings.cloudonix_rate_period),
+        max_attempts=settings.cloudonix_max_attempts,
+        timeout=settings.cloudonix_timeout,
+    )
+
+
 def create_app(settings: Settings | None = None, *, clock: Clock = utc_now) -> FastAPI:
     """Build the service; resources are opened by the lifespan, not at import."""
     settings = settings or get_settings()
     metrics = Metrics()
+    webhook_token = settings.webhook_token.get_secret_value() if settings.webhook_token else None
+    emulator = None
+    emulator_key = "XI" + secrets.token_hex(16)  # Cloudonix keys: 34 characters, "XI" first
+    if settings.voice_provider == "emulator":
+        # The emulator and the webhooks live in this process: a random token both know is
+        # as good as a configured one, and no default secret exists anywhere.
+        webhook_token = webhook_token or secrets.token_urlsafe(24)
+        emulator = create_emulator(
+            EmulatorConfig(
+                api_key=emulator_key,
+                domain=settings.voice_domain,
+                webhook_token=webhook_token,
+                rate_requests=settings.cloudonix_rate_requests,
+                rate_period=settings.cloudonix_rate_period,
+                speed=settings.emulator_speed,
+                clock=clock,
+            ),
+            prefix="",
+        )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = make_engine(settings.database_url, pool_size=settings.db_pool_size)
         limiter = ratelimit.build(settings.rate_limit, settings.redis_url)
+        sessionmaker = make_sessionmaker(engine)
+        http = httpx.AsyncClient(follow_redirects=False)
+        voice = _voice(settings, http, emulator_key)
+        desk = CallDesk(
+            sessionmaker=sessionmaker,
+            settings=settings,
+            metrics=metrics,
+            clock=clock,
+            provider="cloudonix",
+        )
         app.state.ct = AppState(
             settings=settings,
             engine=engine,
-            sessionmaker=make_sessionmaker(engine),
+            sessionmaker=sessionmaker,
             pool_cache=PoolCache(settings.pool_cache_seconds),
             limiter=limiter,
             metrics=metrics,
             clock=clock,
+            http=http,
+            voice=voice,
+            desk=desk,
+            webhook_token=webhook_token,
         )
+        stop = asyncio.Event()
+        upkeep = asyncio.create_task(desk.run(stop), name="calltrack-voice-desk")
         try:
             yield
         finally:
+            stop.set()
+            with contextlib.suppress(asyncio.CancelledError):
+                await upkeep
+            await desk.close()
+            if emulator is not None:
+                await emulator.aclose()
+            await voice.aclose()
+            await http.aclose()
             await limiter.close()
             await engine.dispose()
 
@@ -60,6 +132,9 @@ def create_app(settings: Settings | None = None, *, clock: Clock = utc_now) -> F
     app.include_router(public.router)
     app.include_router(v1.router)
     app.include_router(health.router)
+    app.include_router(cloudonix_webhooks.router)
+    if emulator is not None:
+        app.mount("/emulator", emulator)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

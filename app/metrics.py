@@ -8,6 +8,7 @@ from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
 )
@@ -39,6 +40,31 @@ class Metrics:
             ["method", "route", "status"],
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
             registry=self.registry,
+        )
+
+        self.calls = Counter(
+            "calltrack_calls_recorded",
+            "Calls recorded, by attribution method.",
+            ["attribution"],
+            registry=self.registry,
+        )
+        self.voice_deferred = Counter(
+            "calltrack_voice_events_deferred",
+            "Webhook events queued in memory because the database did not answer in time.",
+            ["kind"],
+            registry=self.registry,
+        )
+        self.voice_lost = Counter(
+            "calltrack_voice_events_lost",
+            "Queued webhook events given up (queue full, shutdown, replay error).",
+            ["kind"],
+            registry=self.registry,
+        )
+        self.voice_pending = Gauge(
+            "calltrack_voice_events_pending",
+            "Webhook events waiting for the database.",
+            registry=self.registry,
+            multiprocess_mode="livesum",
         )
 
     def render(self) -> bytes:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
-from typing import Annotated
+from typing import Annotated, Literal
 
 import phonenumbers
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 _RATE_RE = re.compile(r"^\s*(\d+)\s*/\s*(second|minute|hour|day)\s*$")
@@ -49,6 +49,24 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(default=10, ge=1)
     forwarded_allow_ips: str = "127.0.0.1"
 
+    # The voice platform. Without a Cloudonix key the built-in emulator plays Cloudonix.
+    provider: Literal["emulator", "cloudonix"] | None = None
+    cloudonix_base_url: str = "https://api.cloudonix.io"
+    cloudonix_domain: str | None = None
+    cloudonix_api_key: SecretStr | None = None
+    cloudonix_rate_requests: int = Field(default=10, ge=1)
+    cloudonix_rate_period: float = Field(default=10.0, gt=0)
+    cloudonix_timeout: float = Field(default=10.0, gt=0)
+    cloudonix_max_attempts: int = Field(default=4, ge=1, le=20)
+    webhook_token: SecretStr | None = None
+    public_url: str | None = None
+    default_destination: str | None = None
+    unknown_number_message: str = "Sorry, this number is not in service. Goodbye."
+    voice_db_timeout: float = Field(default=1.5, gt=0)
+    routing_refresh_seconds: float = Field(default=300.0, ge=0)
+    emulator_url: str | None = None
+    emulator_speed: float = Field(default=1.0, gt=0)
+
     @field_validator("cors_origins", mode="before")
     @classmethod
     def _cors_csv(cls, value: object) -> object:
@@ -77,6 +95,44 @@ class Settings(BaseSettings):
         if raw.lower() in _PLACEHOLDER_TOKENS or len(raw) < 16:
             raise ValueError("admin token must be a random string of at least 16 characters")
         return value
+
+    @field_validator("webhook_token")
+    @classmethod
+    def _webhook_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or value.get_secret_value() == "":
+            return None
+        raw = value.get_secret_value()
+        if raw.lower() in _PLACEHOLDER_TOKENS or len(raw) < 16:
+            raise ValueError("webhook token must be a random string of at least 16 characters")
+        return value
+
+    @model_validator(mode="after")
+    def _cloudonix_complete(self) -> Settings:
+        if self.voice_provider == "cloudonix":
+            missing = [
+                name
+                for name, value in (
+                    ("CALLTRACK_CLOUDONIX_API_KEY", self.cloudonix_api_key),
+                    ("CALLTRACK_CLOUDONIX_DOMAIN", self.cloudonix_domain),
+                    ("CALLTRACK_WEBHOOK_TOKEN", self.webhook_token),
+                )
+                if value is None
+            ]
+            if missing:
+                raise ValueError(f"the cloudonix provider needs {', '.join(missing)}")
+        return self
+
+    @property
+    def voice_provider(self) -> Literal["emulator", "cloudonix"]:
+        """The voice platform in use: Cloudonix when a key is set, else the emulator."""
+        if self.provider is not None:
+            return self.provider
+        return "cloudonix" if self.cloudonix_api_key is not None else "emulator"
+
+    @property
+    def voice_domain(self) -> str:
+        """The Cloudonix domain the service answers for."""
+        return self.cloudonix_domain or "calltrack.emulator"
 
     @property
     def rate_limit(self) -> tuple[int, int] | None:

@@ -2,23 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
+import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from app.clock import Clock, utc_now
 from app.metrics import Metrics
+from app.providers.voice.base import VoiceProvider
 from app.ratelimit import RateLimiter
+from app.services.desk import CallDesk
 from app.services.pools import PoolCache
 from app.settings import Settings
 
-Clock = Callable[[], datetime]
-
-
-def utc_now() -> datetime:
-    """The current time in UTC."""
-    return datetime.now(UTC)
+__all__ = ["AppState", "Clock", "utc_now"]
 
 
 @dataclass
@@ -32,3 +29,7 @@ class AppState:
     limiter: RateLimiter
     metrics: Metrics
     clock: Clock
+    http: httpx.AsyncClient
+    voice: VoiceProvider
+    desk: CallDesk
+    webhook_token: str | None

@@ -10,7 +10,7 @@ from fastapi import FastAPI
 
 from app.main import create_app
 from app.settings import Settings
-from tests.support import ADMIN, ADMIN_TOKEN, BACKENDS, FakeClock, Templates
+from tests.support import ADMIN, ADMIN_TOKEN, BACKENDS, WEBHOOK_TOKEN, FakeClock, Templates
 
 
 @pytest.fixture(scope="session")
@@ -48,6 +48,8 @@ def make_settings(database_url: str, **overrides: object) -> Settings:
         "admin_token": ADMIN_TOKEN,
         "public_rate_limit": "off",
         "pool_cache_seconds": 0,
+        "webhook_token": WEBHOOK_TOKEN,
+        "routing_refresh_seconds": 0,
     }
     values.update(overrides)
     return Settings.model_validate(values)

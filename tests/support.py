@@ -20,6 +20,8 @@ T = TypeVar("T")
 
 ADMIN_TOKEN = "test-admin-token-5f2b9c1e7a"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+WEBHOOK_TOKEN = "test-webhook-token-3c8d1f6b2e"
+DOMAIN = "calltrack.emulator"
 BACKENDS = [
     b.strip()
     for b in os.environ.get("CALLTRACK_TEST_BACKENDS", "sqlite,postgresql").split(",")

@@ -12,6 +12,7 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
+    UniqueConstraint,
     func,
     text,
 )
@@ -37,6 +38,15 @@ class Pool(Base):
     fallback_number: Mapped[str] = mapped_column(String(PHONE))
     lease_ttl_seconds: Mapped[int] = mapped_column(Integer)
     cooldown_seconds: Mapped[int] = mapped_column(Integer)
+    # A call this long after a lease ended is still credited to it; never above the cooldown,
+    # so the window cannot reach into the number's next lease.
+    match_window_seconds: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    whisper: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    record_calls: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    # Set for a static pool (print, radio, a listing): its calls are credited to this source.
+    source: Mapped[str | None] = mapped_column(String(255))
+    medium: Mapped[str | None] = mapped_column(String(255))
+    campaign: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
@@ -146,3 +156,58 @@ class SiteKey(Base):
     key_prefix: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class Call(Base):
+    """A phone call seen by the voice platform, attributed or not."""
+
+    __tablename__ = "call"
+    __table_args__ = (
+        UniqueConstraint("provider", "provider_call_id"),
+        Index("ix_call_started_id", "started_at", "id"),
+        Index("ix_call_pool_started", "pool_id", "started_at"),
+        Index("ix_call_from_started", "from_number", "started_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    provider: Mapped[str] = mapped_column(String(32))
+    provider_call_id: Mapped[str] = mapped_column(String(64))
+    direction: Mapped[str] = mapped_column(String(16))
+    from_number: Mapped[str] = mapped_column(String(64))
+    to_number: Mapped[str] = mapped_column(String(64))
+    caller_name: Mapped[str | None] = mapped_column(String(100))
+    number_id: Mapped[int | None] = mapped_column(ForeignKey("tracking_number.id"))
+    pool_id: Mapped[int | None] = mapped_column(ForeignKey("pool.id"))
+    session_id: Mapped[str | None] = mapped_column(ForeignKey("visitor_session.id"), index=True)
+    lease_id: Mapped[int | None] = mapped_column(ForeignKey("lease.id"))
+    attribution: Mapped[str] = mapped_column(String(16))
+    first_time: Mapped[bool | None] = mapped_column(Boolean)
+    source: Mapped[str | None] = mapped_column(String(255))
+    medium: Mapped[str | None] = mapped_column(String(255))
+    campaign: Mapped[str | None] = mapped_column(String(255))
+    forwarded_to: Mapped[str | None] = mapped_column(String(PHONE))
+    status: Mapped[str] = mapped_column(String(16))
+    dial_status: Mapped[str | None] = mapped_column(String(16))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    answered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    duration_seconds: Mapped[int | None] = mapped_column(Integer)
+    talk_seconds: Mapped[int | None] = mapped_column(Integer)
+    disposition: Mapped[str | None] = mapped_column(String(16))
+    recording_url: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class CallEvent(Base):
+    """A webhook event applied to a call; the unique key makes every delivery idempotent."""
+
+    __tablename__ = "call_event"
+    __table_args__ = (UniqueConstraint("provider_call_id", "event_key"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    provider_call_id: Mapped[str] = mapped_column(String(64))
+    event_key: Mapped[str] = mapped_column(String(128))
+    kind: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str | None] = mapped_column(String(32))
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -13,6 +13,8 @@ PoolName = Annotated[str, StringConstraints(pattern=POOL_NAME_PATTERN)]
 Phone = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=32)]
 Ttl = Annotated[int, Field(ge=1, le=7 * 86400)]
 Cooldown = Annotated[int, Field(ge=0, le=30 * 86400)]
+MatchWindow = Annotated[int, Field(ge=0, le=30 * 86400)]
+Label = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255)]
 
 
 class PoolCreate(BaseModel):
@@ -28,6 +30,7 @@ class PoolCreate(BaseModel):
                     "fallback_number": "+12125550100",
                     "lease_ttl_seconds": 1800,
                     "cooldown_seconds": 900,
+                    "match_window_seconds": 900,
                 }
             ]
         },
@@ -38,6 +41,19 @@ class PoolCreate(BaseModel):
     fallback_number: Phone = Field(description="Shown when no tracking number is free.")
     lease_ttl_seconds: Ttl = 1800
     cooldown_seconds: Cooldown = 900
+    match_window_seconds: MatchWindow | None = Field(
+        default=None,
+        description="A call this long after a lease ended still goes to its session. "
+        "At most the cooldown; default the smaller of the cooldown and 900.",
+    )
+    whisper: bool = Field(default=False, description="Tell the agent the call's source first.")
+    record_calls: bool = Field(default=False, description="Record forwarded calls.")
+    source: Label | None = Field(
+        default=None,
+        description="For a static pool (print, radio, a listing): credit its calls here.",
+    )
+    medium: Label | None = None
+    campaign: Label | None = None
 
 
 class PoolUpdate(BaseModel):
@@ -49,6 +65,12 @@ class PoolUpdate(BaseModel):
     fallback_number: Phone | None = None
     lease_ttl_seconds: Ttl | None = None
     cooldown_seconds: Cooldown | None = None
+    match_window_seconds: MatchWindow | None = None
+    whisper: bool | None = None
+    record_calls: bool | None = None
+    source: Label | None = Field(default=None, description="null clears it.")
+    medium: Label | None = None
+    campaign: Label | None = None
 
 
 class PoolOut(BaseModel):
@@ -61,6 +83,12 @@ class PoolOut(BaseModel):
     fallback_number: str
     lease_ttl_seconds: int
     cooldown_seconds: int
+    match_window_seconds: int
+    whisper: bool
+    record_calls: bool
+    source: str | None
+    medium: str | None
+    campaign: str | None
     created_at: datetime
     updated_at: datetime
 

@@ -98,6 +98,21 @@ def _phone(raw: str, *, field: str, region: str) -> str:
         raise InvalidInput(f"{field}: {exc}: {raw!r}", field=field) from exc
 
 
+DEFAULT_MATCH_WINDOW = 900
+_NULLABLE = {"source", "medium", "campaign"}
+
+
+def _check_window(cooldown: int, window: int, *, field: str) -> None:
+    # A window longer than the cooldown would reach into the number's next lease and credit
+    # one visitor's call to another.
+    if window > cooldown:
+        raise InvalidInput(
+            f"{field}: match_window_seconds ({window}) may not exceed cooldown_seconds "
+            f"({cooldown}), or late calls would be credited to the number's next visitor",
+            field=field,
+        )
+
+
 async def create(
     db: AsyncSession,
     *,
@@ -108,13 +123,23 @@ async def create(
     cooldown_seconds: int,
     region: str,
     now: datetime,
+    match_window_seconds: int | None = None,
+    **options: object,
 ) -> Pool:
     """Create a pool; its name must be new."""
+    window = (
+        min(cooldown_seconds, DEFAULT_MATCH_WINDOW)
+        if match_window_seconds is None
+        else match_window_seconds
+    )
+    _check_window(cooldown_seconds, window, field="match_window_seconds")
     fields = {
         "destination": _phone(destination, field="destination", region=region),
         "fallback_number": _phone(fallback_number, field="fallback_number", region=region),
         "lease_ttl_seconds": lease_ttl_seconds,
         "cooldown_seconds": cooldown_seconds,
+        "match_window_seconds": window,
+        **options,
     }
     if await pools.get_by_name(db, name) is not None:
         raise Conflict(f"pool {name!r} already exists", field="name")
@@ -138,7 +163,13 @@ async def update(
     for field in ("destination", "fallback_number"):
         if changes.get(field) is not None:
             changes[field] = _phone(str(changes[field]), field=field, region=region)
-    values = {k: v for k, v in changes.items() if v is not None}
+    values = {k: v for k, v in changes.items() if v is not None or k in _NULLABLE}
+    cooldown = values.get("cooldown_seconds", pool.cooldown_seconds)
+    window = values.get("match_window_seconds", pool.match_window_seconds)
+    assert isinstance(cooldown, int)
+    assert isinstance(window, int)
+    blamed = "match_window_seconds" if "match_window_seconds" in values else "cooldown_seconds"
+    _check_window(cooldown, window, field=blamed)
     cache.forget(name)
     return await pools.update(db, pool, now=now, **values)
 

@@ -56,7 +56,7 @@ async def get_pool(name: str, db: SessionDep) -> PoolOut:
 async def update_pool(
     name: str, body: PoolUpdate, db: SessionDep, state: StateDep, now: NowDep
 ) -> PoolOut:
-    """Change a pool's destination, fallback, lease TTL or cooldown."""
+    """Change a pool's settings; fields left out keep their value."""
     pool = await pools.update(
         db,
         state.pool_cache,

@@ -1,0 +1,1 @@
+"""Webhooks called by voice platforms."""

@@ -1,0 +1,346 @@
+"""Cloudonix's webhooks: the voice application, its dial action, session updates, CDRs.
+
+Every handler authenticates first (a bearer token compared in constant time; nothing
+configured means nothing accepted), checks the domain, and is idempotent. The voice
+application answers CXML even when the database is down: a caller never hears silence.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+from urllib.parse import parse_qsl, urlencode
+
+from fastapi import APIRouter, Request, Response
+from pydantic import BaseModel, ValidationError
+
+from app.api.deps import StateDep, bearer_token
+from app.errors import Forbidden, InvalidInput, Unauthorized, WebhooksDisabled, invalid_input
+from app.providers.voice import cxml
+from app.providers.voice.base import CallState
+from app.schemas.cloudonix import Cdr, SessionUpdate, VoiceRequest
+from app.schemas.problem import problem_responses
+from app.services.calls import DialResult, InboundCall, Progress
+from app.services.routing import Announce, Decision
+from app.state import AppState
+
+router = APIRouter(prefix="/webhooks/cloudonix", tags=["webhooks"])
+
+MAX_BODY = 64 * 1024
+XML = "application/xml"
+_NOT_ANSWERED = "Sorry, nobody could take your call right now. Please try again later."
+_STATES = {
+    "new": CallState.RINGING,
+    "processing": CallState.RINGING,
+    "ringing": CallState.RINGING,
+    "connected": CallState.ANSWERED,
+    "answer": CallState.ANSWERED,
+    "answered": CallState.ANSWERED,
+    "completed": CallState.COMPLETED,
+    "busy": CallState.BUSY,
+    "noanswer": CallState.NO_ANSWER,
+    "no-answer": CallState.NO_ANSWER,
+    "cancel": CallState.CANCELED,
+    "canceled": CallState.CANCELED,
+    "nocredit": CallState.FAILED,
+    "error": CallState.FAILED,
+    "failed": CallState.FAILED,
+}
+_DISPOSITIONS = {
+    "ANSWER": CallState.COMPLETED,
+    "ANSWERED": CallState.COMPLETED,
+    "BUSY": CallState.BUSY,
+    "NOANSWER": CallState.NO_ANSWER,
+    "CANCEL": CallState.CANCELED,
+    "FAILED": CallState.FAILED,
+    "CONGESTION": CallState.FAILED,
+}
+_VOICE_BODY = {
+    "content": {
+        "application/json": {"schema": VoiceRequest.model_json_schema(by_alias=True)},
+        "application/x-www-form-urlencoded": {
+            "schema": VoiceRequest.model_json_schema(by_alias=True)
+        },
+    }
+}
+
+
+def _authenticate(request: Request, state: AppState) -> None:
+    expected = state.webhook_token
+    if expected is None:
+        raise WebhooksDisabled("voice webhooks are disabled: set CALLTRACK_WEBHOOK_TOKEN")
+    presented = bearer_token(request)
+    if presented is None or not hmac.compare_digest(presented.encode(), expected.encode()):
+        raise Unauthorized(
+            "a valid 'Authorization: Bearer <webhook token>' header is required",
+            field="authorization",
+            headers={"WWW-Authenticate": 'Bearer realm="calltrack-webhooks"'},
+        )
+
+
+def _check_domain(state: AppState, *claimed: str | None) -> None:
+    given = [d for d in claimed if d]
+    if not given:
+        raise InvalidInput("Domain is required", field="Domain")
+    ours = state.settings.voice_domain
+    if any(d != ours for d in given):
+        raise Forbidden("this service does not answer for that domain", field="Domain")
+
+
+async def _fields(request: Request) -> dict[str, Any]:
+    """The request's parameters, from the query (GET), a JSON body, or a form body."""
+    if request.method == "GET":
+        return dict(request.query_params)
+    body = await request.body()
+    if len(body) > MAX_BODY:
+        raise InvalidInput("body: larger than 64 KiB", field="body")
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind == "application/x-www-form-urlencoded":
+        return dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+    try:
+        parsed = json.loads(body) if body.strip() else None
+    except ValueError as exc:
+        raise InvalidInput("body: not valid JSON", field="body") from exc
+    if isinstance(parsed, list) and len(parsed) == 1:
+        parsed = parsed[0]
+    if not isinstance(parsed, dict):
+        raise InvalidInput("body: expected a JSON object", field="body")
+    return parsed
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def _parse(model: type[M], data: object) -> M:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise invalid_input(exc) from exc
+
+
+def _ms(value: int | None) -> datetime | None:
+    return datetime.fromtimestamp(value / 1000, UTC) if value else None
+
+
+def _base_url(request: Request, state: AppState) -> str:
+    return (state.settings.public_url or str(request.base_url)).rstrip("/")
+
+
+def _render(decision: Decision, *, call_id: str, base: str) -> str:
+    doc = cxml.Response()
+    if isinstance(decision, Announce):
+        return doc.say(decision.message).hangup().render()
+    query = urlencode({"CallSid": call_id})
+    doc.dial(
+        decision.destination,
+        caller_id=decision.caller_id,
+        action=f"{base}{router.prefix}/dial-action",
+        record=decision.record,
+        whisper_url=f"{base}{router.prefix}/whisper?{query}" if decision.whisper else None,
+    )
+    return doc.render()
+
+
+_CXML_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"content": {XML: {}}, "description": "CXML for the call"},
+    **problem_responses(401, 403, 422, 503),
+}
+
+
+async def _voice(request: Request, state: AppState) -> Response:
+    _authenticate(request, state)
+    voice = _parse(VoiceRequest, await _fields(request))
+    _check_domain(state, voice.domain or voice.account_sid, request.headers.get("x-cx-domain"))
+    call = InboundCall(
+        call_id=voice.call_id,
+        from_number=voice.from_ or "",
+        to_number=voice.to,
+        caller_name=voice.caller_name,
+        direction=voice.direction,
+        reported_start=_ms(voice.start_ms),
+        received_at=state.clock(),
+    )
+    decision = await state.desk.answer(call)
+    body = _render(decision, call_id=call.call_id, base=_base_url(request, state))
+    return Response(body, media_type=XML, headers={"Cache-Control": "no-store"})
+
+
+@router.post(
+    "/voice",
+    response_class=Response,
+    responses=_CXML_RESPONSES,
+    openapi_extra={"requestBody": _VOICE_BODY},
+    summary="Cloudonix voice application: route and record an inbound call",
+)
+async def cloudonix_voice(request: Request, state: StateDep) -> Response:
+    """Answer CXML that forwards the call; attribute and record it on the way."""
+    return await _voice(request, state)
+
+
+@router.get(
+    "/voice",
+    response_class=Response,
+    responses=_CXML_RESPONSES,
+    summary="Cloudonix voice application, parameters in the query string",
+)
+async def cloudonix_voice_get(request: Request, state: StateDep) -> Response:
+    """The same as the POST form, for a voice application configured with GET."""
+    return await _voice(request, state)
+
+
+async def _dial_action(request: Request, state: AppState) -> Response:
+    _authenticate(request, state)
+    voice = _parse(VoiceRequest, await _fields(request))
+    _check_domain(state, voice.domain or voice.account_sid, request.headers.get("x-cx-domain"))
+    status = (voice.dial_call_status or "").strip().lower()
+    if not status:
+        raise InvalidInput("DialCallStatus is required", field="DialCallStatus")
+    await state.desk.dial_result(
+        DialResult(call_id=voice.call_id, status=status, received_at=state.clock())
+    )
+    doc = cxml.Response()
+    if status in {"busy", "no-answer", "noanswer", "failed"}:
+        doc.say(_NOT_ANSWERED)
+    return Response(doc.hangup().render(), media_type=XML)
+
+
+@router.post(
+    "/dial-action",
+    response_class=Response,
+    responses=_CXML_RESPONSES,
+    openapi_extra={"requestBody": _VOICE_BODY},
+    summary="Cloudonix <Dial action>: how the forwarded leg ended",
+)
+async def cloudonix_dial_action(request: Request, state: StateDep) -> Response:
+    """Record the dial outcome; a caller nobody answered hears a short apology."""
+    return await _dial_action(request, state)
+
+
+@router.get(
+    "/dial-action",
+    response_class=Response,
+    responses=_CXML_RESPONSES,
+    summary="Cloudonix <Dial action>, parameters in the query string",
+)
+async def cloudonix_dial_action_get(request: Request, state: StateDep) -> Response:
+    """The same as the POST form, for `<Dial method="GET">`."""
+    return await _dial_action(request, state)
+
+
+@router.post(
+    "/whisper",
+    response_class=Response,
+    responses=_CXML_RESPONSES,
+    summary="Whisper to the answering agent where the call came from",
+)
+async def cloudonix_whisper(request: Request, state: StateDep) -> Response:
+    """CXML the agent hears before being connected: the call's source and campaign."""
+    _authenticate(request, state)
+    call_id = request.query_params.get("CallSid", "")
+    if not call_id or len(call_id) > 64:
+        raise InvalidInput("CallSid is required", field="CallSid")
+    text = await state.desk.whisper_text(call_id)
+    return Response(cxml.Response().say(text).render(), media_type=XML)
+
+
+class Accepted(BaseModel):
+    """How many events were received, and how many wait for the database."""
+
+    received: int
+    queued: int
+
+
+def _progress(update: SessionUpdate, received_at: datetime) -> Progress:
+    state = _STATES.get(update.status.lower(), CallState.RINGING)
+    ended = _ms(update.call_end_time)
+    if ended is not None and not state.final:
+        state = CallState.COMPLETED if update.call_answer_time else CallState.FAILED
+    key = update.event_id or update.id or f"{update.status}:{update.call_end_time or 0}"
+    return Progress(
+        call_id=update.token,
+        event_key=f"su:{key}",
+        kind="session",
+        state=state,
+        from_number=update.caller_id,
+        to_number=update.destination,
+        direction=update.direction,
+        started_at=_ms(update.call_start_time),
+        answered_at=_ms(update.call_answer_time),
+        ended_at=ended,
+        received_at=received_at,
+    )
+
+
+@router.post(
+    "/session-update",
+    response_model=Accepted,
+    responses=problem_responses(401, 403, 422, 503),
+    summary="Cloudonix session updates (one object or a list)",
+)
+async def cloudonix_session_update(request: Request, state: StateDep) -> Accepted:
+    """Move calls through ringing, answered and ended; repeats change nothing."""
+    _authenticate(request, state)
+    body = await request.body()
+    if len(body) > MAX_BODY:
+        raise InvalidInput("body: larger than 64 KiB", field="body")
+    try:
+        parsed = json.loads(body)
+    except ValueError as exc:
+        raise InvalidInput("body: not valid JSON", field="body") from exc
+    items = parsed if isinstance(parsed, list) else [parsed]
+    if not items or len(items) > 100:
+        raise InvalidInput("body: expected 1 to 100 session updates", field="body")
+    updates = []
+    for index, item in enumerate(items):
+        try:
+            updates.append(SessionUpdate.model_validate(item))
+        except ValidationError as exc:
+            raise invalid_input(exc, prefix=f"[{index}]." if len(items) > 1 else "") from exc
+    for update in updates:
+        _check_domain(state, update.domain)
+    queued = 0
+    for update in updates:
+        if not await state.desk.progress(_progress(update, state.clock())):
+            queued += 1
+    return Accepted(received=len(updates), queued=queued)
+
+
+@router.post(
+    "/cdr",
+    response_model=Accepted,
+    responses=problem_responses(401, 403, 422, 503),
+    summary="Cloudonix call detail record, sent when a call ends",
+)
+async def cloudonix_cdr(request: Request, state: StateDep) -> Accepted:
+    """Complete the call with its duration, talk time, disposition and recording."""
+    _authenticate(request, state)
+    cdr = _parse(Cdr, await _fields(request))
+    _check_domain(state, cdr.domain)
+    disposition = cdr.disposition.upper()
+    if disposition not in _DISPOSITIONS:
+        raise InvalidInput(f"disposition: unknown value {cdr.disposition!r}", field="disposition")
+    started = _ms(cdr.session.call_start_time)
+    ended = _ms(cdr.session.call_end_time)
+    if ended is None and started is not None:
+        ended = datetime.fromtimestamp(started.timestamp() + cdr.duration, UTC)
+    event = Progress(
+        call_id=cdr.session.token,
+        event_key="cdr",
+        kind="cdr",
+        state=_DISPOSITIONS[disposition],
+        from_number=cdr.from_,
+        to_number=cdr.to,
+        direction=cdr.session.direction or "inbound",
+        started_at=started,
+        answered_at=_ms(cdr.session.call_answer_time),
+        ended_at=ended,
+        received_at=state.clock(),
+        talk_seconds=cdr.billsec,
+        duration_seconds=cdr.duration,
+        disposition=disposition,
+        recording_url=cdr.recording_url,
+    )
+    queued = 0 if await state.desk.progress(event) else 1
+    return Accepted(received=1, queued=queued)

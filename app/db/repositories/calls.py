@@ -1,0 +1,214 @@
+"""Calls and their events: store, look up for attribution, list."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, exists, or_, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.db.models import Call, CallEvent, Lease, Pool, TrackingNumber, VisitorSession
+
+
+@dataclass(frozen=True)
+class NumberRoute:
+    """A tracking number and what its pool says about calls to it."""
+
+    number_id: int
+    e164: str
+    active: bool
+    pool_id: int
+    pool_name: str
+    destination: str
+    match_window_seconds: int
+    whisper: bool
+    record_calls: bool
+    source: str | None
+    medium: str | None
+    campaign: str | None
+
+
+_ROUTE = select(
+    TrackingNumber.id,
+    TrackingNumber.e164,
+    TrackingNumber.active,
+    Pool.id,
+    Pool.name,
+    Pool.destination,
+    Pool.match_window_seconds,
+    Pool.whisper,
+    Pool.record_calls,
+    Pool.source,
+    Pool.medium,
+    Pool.campaign,
+).join(Pool, Pool.id == TrackingNumber.pool_id)
+
+
+def _route(row: Sequence[Any]) -> NumberRoute:
+    return NumberRoute(*row)
+
+
+async def route_of(db: AsyncSession, e164: str) -> NumberRoute | None:
+    """The number (active or retired) and its pool's call settings."""
+    row = (await db.execute(_ROUTE.where(TrackingNumber.e164 == e164))).first()
+    return _route(row) if row is not None else None
+
+
+async def all_routes(db: AsyncSession) -> list[NumberRoute]:
+    """Every active number with its pool's call settings."""
+    rows = await db.execute(_ROUTE.where(TrackingNumber.active))
+    return [_route(row) for row in rows]
+
+
+async def lease_at(db: AsyncSession, *, number_id: int, at: datetime) -> Lease | None:
+    """The latest lease of the number that started at or before `at`.
+
+    Leases of one number never overlap, so this is the only one that can cover `at`.
+    """
+    stmt = (
+        select(Lease)
+        .where(Lease.number_id == number_id, Lease.started_at <= at)
+        .order_by(Lease.started_at.desc())
+        .limit(1)
+    )
+    return (await db.execute(stmt)).scalar_one_or_none()
+
+
+async def latest_session_of_caller(
+    db: AsyncSession, *, caller: str, before: datetime
+) -> tuple[str, datetime] | None:
+    """The session most recently tied to this caller: by an earlier call or a form's phone."""
+    by_call = (
+        await db.execute(
+            select(Call.session_id, Call.started_at)
+            .where(
+                Call.from_number == caller,
+                Call.started_at < before,
+                Call.session_id.is_not(None),
+            )
+            .order_by(Call.started_at.desc())
+            .limit(1)
+        )
+    ).first()
+    by_form = (
+        await db.execute(
+            select(VisitorSession.id, VisitorSession.last_seen_at)
+            .where(VisitorSession.phone == caller, VisitorSession.created_at <= before)
+            .order_by(VisitorSession.last_seen_at.desc())
+            .limit(1)
+        )
+    ).first()
+    found = [(str(r[0]), r[1]) for r in (by_call, by_form) if r is not None]
+    return max(found, key=lambda item: item[1]) if found else None
+
+
+async def called_before(db: AsyncSession, *, caller: str, before: datetime) -> bool:
+    """Whether this caller made any call that started before `before`."""
+    stmt = select(exists().where(Call.from_number == caller, Call.started_at < before))
+    return bool((await db.execute(stmt)).scalar_one())
+
+
+def _insert(db: AsyncSession, model: type[Any]) -> Any:
+    dialect = db.get_bind().dialect.name
+    module: Any = postgresql if dialect == "postgresql" else sqlite
+    return module.insert(model)
+
+
+async def insert_call(db: AsyncSession, values: Mapping[str, Any]) -> bool:
+    """Store a new call; False when the provider's call id is already stored."""
+    stmt = (
+        _insert(db, Call)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=["provider", "provider_call_id"])
+    )
+    result = await db.execute(stmt)
+    return bool(getattr(result, "rowcount", 0))
+
+
+async def get_for_update(db: AsyncSession, *, provider: str, call_id: str) -> Call | None:
+    """The call with this provider id, locked until the transaction ends."""
+    stmt = (
+        select(Call)
+        .where(Call.provider == provider, Call.provider_call_id == call_id)
+        .with_for_update()
+    )
+    return (await db.execute(stmt)).scalar_one_or_none()
+
+
+async def insert_event(
+    db: AsyncSession, *, call_id: str, key: str, kind: str, status: str | None, now: datetime
+) -> bool:
+    """Remember an event; False when the same event was applied before."""
+    stmt = (
+        _insert(db, CallEvent)
+        .values(provider_call_id=call_id, event_key=key, kind=kind, status=status, received_at=now)
+        .on_conflict_do_nothing(index_elements=["provider_call_id", "event_key"])
+    )
+    result = await db.execute(stmt)
+    return bool(getattr(result, "rowcount", 0))
+
+
+@dataclass(frozen=True)
+class CallFilter:
+    """What to list of the calls."""
+
+    since: datetime | None = None
+    until: datetime | None = None
+    pool_id: int | None = None
+    attribution: str | None = None
+    source: str | None = None
+
+
+def _conditions(f: CallFilter) -> list[ColumnElement[bool]]:
+    conditions: list[ColumnElement[bool]] = []
+    if f.since is not None:
+        conditions.append(Call.started_at >= f.since)
+    if f.until is not None:
+        conditions.append(Call.started_at < f.until)
+    if f.pool_id is not None:
+        conditions.append(Call.pool_id == f.pool_id)
+    if f.attribution is not None:
+        conditions.append(Call.attribution == f.attribution)
+    if f.source is not None:
+        conditions.append(Call.source == f.source)
+    return conditions
+
+
+async def page(
+    db: AsyncSession, *, f: CallFilter, after: tuple[datetime, int] | None, limit: int
+) -> Sequence[tuple[Call, str | None]]:
+    """Calls newest first with their pool's name, after a (started_at, id) cursor."""
+    stmt = select(Call, Pool.name).outerjoin(Pool, Pool.id == Call.pool_id).where(*_conditions(f))
+    if after is not None:
+        at, call_id = after
+        stmt = stmt.where(or_(Call.started_at < at, and_(Call.started_at == at, Call.id < call_id)))
+    stmt = stmt.order_by(Call.started_at.desc(), Call.id.desc()).limit(limit)
+    return [(row[0], row[1]) for row in await db.execute(stmt)]
+
+
+async def get_detail(
+    db: AsyncSession, call_id: int
+) -> tuple[Call, str | None, VisitorSession | None, Lease | None, str | None] | None:
+    """A call with its pool's name, its session, its lease and the leased number."""
+    stmt = (
+        select(Call, Pool.name, VisitorSession, Lease, TrackingNumber.e164)
+        .outerjoin(Pool, Pool.id == Call.pool_id)
+        .outerjoin(VisitorSession, VisitorSession.id == Call.session_id)
+        .outerjoin(Lease, Lease.id == Call.lease_id)
+        .outerjoin(TrackingNumber, TrackingNumber.id == Call.number_id)
+        .where(Call.id == call_id)
+    )
+    row = (await db.execute(stmt)).first()
+    if row is None:
+        return None
+    return row[0], row[1], row[2], row[3], row[4]
+
+
+async def get_by_provider_id(db: AsyncSession, *, provider: str, call_id: str) -> Call | None:
+    """The call with this provider id, if stored."""
+    stmt = select(Call).where(Call.provider == provider, Call.provider_call_id == call_id)
+    return (await db.execute(stmt)).scalar_one_or_none()

@@ -1,0 +1,197 @@
+"""What the emulator keeps about a call, and the control API's request bodies."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Json = dict[str, Any]
+RingResult = Literal["answered", "busy", "no-answer", "failed"]
+
+
+class Script(BaseModel):
+    """How a dialled party behaves: ring for `answer_after` seconds, then the outcome."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    outcome: Literal["answer", "busy", "no-answer", "failed"] = "answer"
+    # For busy/failed too: how long it rings before the refusal. No-answer rings out.
+    answer_after: float = Field(default=2.0, ge=0, le=3600)
+    talk: float = Field(default=30.0, ge=0, le=86400)
+    # Who ends the conversation after `talk`: the dialled party, or the caller.
+    hangup_by: Literal["callee", "caller"] = "callee"
+
+
+DEFAULT_SCRIPT = Script()
+
+
+class CallEnded(Exception):
+    """The call is over; `hangup` says who or what ended it."""
+
+    def __init__(self, hangup: str) -> None:
+        super().__init__(hangup)
+        self.hangup = hangup
+
+
+def seconds(value: str | None, default: float) -> float:
+    """A CXML attribute holding seconds; the default when absent or malformed."""
+    try:
+        parsed = float(value) if value is not None else default
+    except ValueError:
+        return default
+    return parsed if parsed >= 0 else default
+
+
+class InboundRequest(BaseModel):
+    """A person dials one of the service's numbers."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    from_: str = Field(alias="from", min_length=1, max_length=64)
+    to: str = Field(min_length=1, max_length=64)
+    caller_name: str | None = Field(default=None, max_length=128)
+    method: Literal["POST", "GET"] = "POST"
+    script: Script | None = None
+    wait: bool = False
+    # The caller gives up after this many virtual seconds, whatever is playing.
+    hangup_after: float | None = Field(default=None, gt=0, le=86400)
+    source: str = Field(default="trunk", max_length=32)
+
+
+@dataclass
+class DialRecord:
+    """One <Dial> (or the first leg of an outbound call) and how it went."""
+
+    number: str
+    caller_id: str
+    status: RingResult = "failed"
+    record: bool = False
+    action_status: int | None = None
+    talk: float = 0.0
+
+    def public(self) -> Json:
+        """The outcome's `dial` object."""
+        return {
+            "number": self.number,
+            "caller_id": self.caller_id,
+            "status": self.status,
+            "record": self.record,
+            "action_status": self.action_status,
+        }
+
+
+@dataclass
+class Call:
+    """One emulated call, inbound or outbound-api; offsets are virtual seconds from start."""
+
+    token: str
+    direction: Literal["inbound", "outbound-api"]
+    from_: str
+    to: str
+    domain: str
+    started: datetime
+    service_url: str
+    emulator_url: str
+    session_url: str
+    caller_name: str = ""
+    method: Literal["POST", "GET"] = "POST"
+    source: str = "trunk"
+    script: Script | None = None
+    status: str = "new"
+    offset: float = 0.0
+    answer_offset: float | None = None
+    end_offset: float | None = None
+    state: Literal["active", "ended"] = "active"
+    webhook_status: int | None = None
+    cxml: list[str] = field(default_factory=list)
+    said: list[str] = field(default_factory=list)
+    whispered: list[str] = field(default_factory=list)
+    dials: list[DialRecord] = field(default_factory=list)
+    hangup: str | None = None
+    hangup_reason: str | None = None
+    reject_reason: str | None = None
+    # The last ringing outcome (a <Dial>, or an outbound call's first leg).
+    ring_status: RingResult | None = None
+    # The caller gave up at this virtual offset: that is when the call ended.
+    fixed_end: float | None = None
+    disposition: str | None = None
+    recording_url: str | None = None
+    session_updates_sent: int = 0
+    events_made: int = 0
+    cdr_sent: bool = False
+    errors: list[str] = field(default_factory=list)
+    # Set once the end time is fixed (before the final reports), and once all is sent.
+    hung_up: asyncio.Event = field(default_factory=asyncio.Event)
+    ended: asyncio.Event = field(default_factory=asyncio.Event)
+    player: asyncio.Task[None] | None = None
+
+    @property
+    def call_id(self) -> str:
+        """The SIP Call-ID of the caller's leg."""
+        return f"{self.token}@{self.source}.emulator"
+
+    @property
+    def answered(self) -> bool:
+        """Whether the caller's leg was answered."""
+        return self.answer_offset is not None
+
+    def epoch_ms(self, offset: float | None) -> int | None:
+        """A virtual offset as epoch milliseconds."""
+        if offset is None:
+            return None
+        return int((self.started + timedelta(seconds=offset)).timestamp() * 1000)
+
+    def duration(self) -> int:
+        """Seconds from start to end (to now while active)."""
+        end = self.end_offset if self.end_offset is not None else self.offset
+        return round(end)
+
+    def billsec(self) -> int:
+        """Seconds from answer to end."""
+        if self.answer_offset is None:
+            return 0
+        end = self.end_offset if self.end_offset is not None else self.offset
+        return max(0, round(end - self.answer_offset))
+
+    def session(self) -> Json:
+        """Cloudonix's session object."""
+        return {
+            "token": self.token,
+            "domain": self.domain,
+            "callerId": self.from_,
+            "destination": self.to,
+            "direction": self.direction,
+            "status": self.status,
+            "callStartTime": self.epoch_ms(0.0),
+            "callAnswerTime": self.epoch_ms(self.answer_offset),
+            "callEndTime": self.epoch_ms(self.end_offset),
+            "profile": {},
+        }
+
+    def outcome(self) -> Json:
+        """The control API's view of the call."""
+        return {
+            "token": self.token,
+            "direction": self.direction,
+            "state": self.state,
+            "from": self.from_,
+            "to": self.to,
+            "webhook_status": self.webhook_status,
+            "cxml": list(self.cxml),
+            "said": list(self.said),
+            "whispered": list(self.whispered),
+            "dial": self.dials[-1].public() if self.dials else None,
+            "dials": [dial.public() for dial in self.dials],
+            "hangup": self.hangup,
+            "disposition": self.disposition,
+            "duration": self.duration(),
+            "billsec": self.billsec(),
+            "recording_url": self.recording_url,
+            "session_updates_sent": self.session_updates_sent,
+            "cdr_sent": self.cdr_sent,
+            "errors": list(self.errors),
+        }

@@ -1,0 +1,1 @@
+"""Voice platforms: the Protocol, the Cloudonix adapter and the CXML builder."""

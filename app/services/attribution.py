@@ -1,0 +1,75 @@
+"""Which visit made the phone ring: dni, then caller id, then a static source."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.db.models import VisitorSession
+from app.db.repositories import calls
+from app.db.repositories.calls import NumberRoute
+from app.services.marketing import channel_of
+
+
+class Method(StrEnum):
+    """How a call was attributed."""
+
+    DNI = "dni"
+    CALLER_ID = "caller_id"
+    SOURCE = "source"
+    UNATTRIBUTED = "unattributed"
+
+
+@dataclass(frozen=True)
+class Attribution:
+    """The outcome of attributing one call."""
+
+    method: Method
+    session_id: str | None = None
+    lease_id: int | None = None
+    source: str | None = None
+    medium: str | None = None
+    campaign: str | None = None
+
+
+async def _from_session(
+    db: AsyncSession, method: Method, session_id: str, lease_id: int | None = None
+) -> Attribution:
+    session = await db.get(VisitorSession, session_id)
+    if session is None:  # only if sessions were purged; keep the link, lose the context
+        return Attribution(method=method, session_id=session_id, lease_id=lease_id)
+    channel = channel_of(session)
+    return Attribution(
+        method=method,
+        session_id=session_id,
+        lease_id=lease_id,
+        source=channel.source,
+        medium=channel.medium,
+        campaign=channel.campaign,
+    )
+
+
+async def attribute(
+    db: AsyncSession, *, route: NumberRoute | None, caller: str | None, started_at: datetime
+) -> Attribution:
+    """Attribute a call on `route`'s number from `caller` that started at `started_at`."""
+    if route is not None:
+        lease = await calls.lease_at(db, number_id=route.number_id, at=started_at)
+        window = timedelta(seconds=route.match_window_seconds)
+        if lease is not None and started_at < lease.ends_at + window:
+            return await _from_session(db, Method.DNI, lease.session_id, lease.id)
+    if caller is not None:
+        known = await calls.latest_session_of_caller(db, caller=caller, before=started_at)
+        if known is not None:
+            return await _from_session(db, Method.CALLER_ID, known[0])
+    if route is not None and route.source is not None:
+        return Attribution(
+            method=Method.SOURCE,
+            source=route.source,
+            medium=route.medium,
+            campaign=route.campaign,
+        )
+    return Attribution(method=Method.UNATTRIBUTED)

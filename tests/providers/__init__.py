@@ -1,0 +1,1 @@
+"""Tests of the voice providers: CXML, pacing, the Cloudonix adapter."""
