@@ -34,6 +34,12 @@ def _serve(args: argparse.Namespace) -> int:
         if settings.webhook_token is None:
             os.environ["CALLTRACK_WEBHOOK_TOKEN"] = secrets.token_urlsafe(24)
         get_settings.cache_clear()
+        if args.workers > 1:
+            # Emulated calls live in one process's memory; a second worker would not know them.
+            print(
+                "the built-in emulator runs in one process: serving with 1 worker", file=sys.stderr
+            )
+            args.workers = 1
     if args.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # Worker processes share one /metrics view through files in this directory.
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="calltrack-prom-")

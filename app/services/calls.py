@@ -141,10 +141,23 @@ async def record(
     return stored
 
 
+# How the forwarded leg failed -> the call's state. The caller's own leg may still be
+# answered (by our apology), but nobody at the business took the call.
+DIAL_FAILURES = {
+    "busy": CallState.BUSY,
+    "no-answer": CallState.NO_ANSWER,
+    "noanswer": CallState.NO_ANSWER,
+    "failed": CallState.FAILED,
+    "canceled": CallState.CANCELED,
+}
+
+
 def _advance(call: Call, event: Progress) -> None:
-    if _rank(event.state) > _rank(call.status) or (event.kind == "cdr" and _rank(call.status) == 3):
+    dial_failed = call.dial_status in DIAL_FAILURES
+    moves_on = _rank(event.state) > _rank(call.status)
+    if not dial_failed and (moves_on or (event.kind == "cdr" and _rank(call.status) == 3)):
         call.status = event.state.value
-    if event.answered_at is not None and call.answered_at is None:
+    if event.answered_at is not None and call.answered_at is None and not dial_failed:
         call.answered_at = event.answered_at
     # The CDR's end is the platform's final word; a session update only fills a gap.
     if event.ended_at is not None and (call.ended_at is None or event.kind == "cdr"):
@@ -155,7 +168,9 @@ def _advance(call: Call, event: Progress) -> None:
         value = getattr(event, field)
         if value is not None:
             setattr(call, field, value)
-    if call.talk_seconds is None and call.answered_at is not None and call.ended_at is not None:
+    if dial_failed:
+        call.talk_seconds = 0
+    elif call.talk_seconds is None and call.answered_at is not None and call.ended_at is not None:
         call.talk_seconds = max(0, round((call.ended_at - call.answered_at).total_seconds()))
 
 
@@ -216,6 +231,11 @@ async def apply_dial_result(
     if call is None:
         return False
     call.dial_status = result.status[:16]
+    failure = DIAL_FAILURES.get(call.dial_status)
+    if failure is not None:
+        call.status = failure.value
+        call.answered_at = None
+        call.talk_seconds = 0
     call.updated_at = now
     await db.flush()
     return True

@@ -17,9 +17,9 @@ import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError, ProgrammingError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -48,11 +48,10 @@ MAX_PENDING = 10_000
 def _unavailable(exc: BaseException) -> bool:
     if isinstance(exc, UNAVAILABLE):
         return True
-    # asyncpg reports a dropped connection as a DBAPIError wrapping its own exception types.
-    return (
-        isinstance(exc, DBAPIError)
-        and not isinstance(exc, IntegrityError)
-        and (exc.connection_invalidated)
+    # Drivers report refused, dropped and closed connections under several DBAPI classes;
+    # only these three mean the statement itself, or the data, is wrong.
+    return isinstance(exc, DBAPIError) and not isinstance(
+        exc, IntegrityError | DataError | ProgrammingError
     )
 
 
@@ -86,13 +85,35 @@ class CallDesk:
         self.routing = RoutingCache()
         self.pending: deque[Pending] = deque()
         self._drain_lock = asyncio.Lock()
+        self._routes_stale = True
+        self._abandoned: set[asyncio.Task[Any]] = set()
+
+    async def _unit(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+        async with self._sessionmaker() as db:
+            result = await work(db)
+            await db.commit()
+            return result
 
     async def _txn(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
-        async with asyncio.timeout(self._settings.voice_db_timeout):
-            async with self._sessionmaker() as db:
-                result = await work(db)
-                await db.commit()
-                return result
+        """Run `work` in a transaction, giving up on it after the voice deadline.
+
+        The work runs as its own task: on a deadline the caller is answered at once, while
+        the abandoned task unwinds on its own (a rollback stuck behind SQLite's lock or a
+        dead connection must not hold up the answer to the platform).
+        """
+        task = asyncio.create_task(self._unit(work))
+        done, _ = await asyncio.wait({task}, timeout=self._settings.voice_db_timeout)
+        if task in done:
+            return task.result()
+        task.cancel()
+        self._abandoned.add(task)
+        task.add_done_callback(self._forget)
+        raise TimeoutError("the database did not answer within the voice deadline")
+
+    def _forget(self, task: asyncio.Task[Any]) -> None:
+        self._abandoned.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            _log.debug("abandoned database work failed", exc_info=task.exception())
 
     def _region(self) -> str:
         return self._settings.default_region
@@ -272,20 +293,28 @@ class CallDesk:
         async def read(db: AsyncSession) -> list[calls_repo.NumberRoute]:
             return await calls_repo.all_routes(db)
 
-        async with self._sessionmaker() as db:
+        # Generous: 100,000 numbers load in well under a second, but never hang upkeep.
+        async with asyncio.timeout(30), self._sessionmaker() as db:
             routes = await read(db)
         self.routing.replace(routes)
 
+    def routes_changed(self) -> None:
+        """Numbers or pools changed: reload the routing table on the next tick."""
+        self._routes_stale = True
+
     async def run(self, stop: asyncio.Event) -> None:
-        """Background upkeep: replay queued events each second, refresh routes now and then."""
+        """Background upkeep: replay queued events each second, reload routes when due."""
         refresh_every = self._settings.routing_refresh_seconds
-        since_refresh = float("inf")
+        since_refresh = 0.0
         while not stop.is_set():
-            if refresh_every > 0 and since_refresh >= refresh_every:
+            due = refresh_every > 0 and since_refresh >= refresh_every
+            if self._routes_stale or due:
                 try:
+                    self._routes_stale = False
                     await self.refresh_routes()
                     since_refresh = 0.0
                 except Exception as exc:
+                    self._routes_stale = True
                     if not _unavailable(exc):
                         _log.exception("routing table refresh failed")
             if self.pending:
@@ -305,6 +334,8 @@ class CallDesk:
                 _log.exception("final replay failed")
         while self.pending:
             self._lost(self.pending.popleft(), "shutdown")
+        if self._abandoned:
+            await asyncio.wait(self._abandoned, timeout=5)
 
 
 __all__ = ["Announce", "CallDesk", "Decision", "Forward", "Pending"]

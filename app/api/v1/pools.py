@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import APIRouter, BackgroundTasks, Query, Response, status
 
 from app.api.deps import AdminDep, NowDep, SessionDep, StateDep
 from app.schemas.pools import (
@@ -54,7 +54,12 @@ async def get_pool(name: str, db: SessionDep) -> PoolOut:
 
 @router.patch("/{name}", response_model=PoolOut, responses=problem_responses(404, 422))
 async def update_pool(
-    name: str, body: PoolUpdate, db: SessionDep, state: StateDep, now: NowDep
+    name: str,
+    body: PoolUpdate,
+    db: SessionDep,
+    state: StateDep,
+    now: NowDep,
+    tasks: BackgroundTasks,
 ) -> PoolOut:
     """Change a pool's settings; fields left out keep their value."""
     pool = await pools.update(
@@ -65,6 +70,7 @@ async def update_pool(
         region=state.settings.default_region,
         now=now,
     )
+    tasks.add_task(state.desk.routes_changed)
     return PoolOut.model_validate(pool)
 
 
@@ -75,12 +81,19 @@ async def update_pool(
     responses=problem_responses(404, 409, 422),
 )
 async def add_numbers(
-    name: str, body: NumbersAdd, db: SessionDep, state: StateDep, now: NowDep
+    name: str,
+    body: NumbersAdd,
+    db: SessionDep,
+    state: StateDep,
+    now: NowDep,
+    tasks: BackgroundTasks,
 ) -> NumbersAdded:
     """Add numbers to a pool; all are added or none is."""
     added, reactivated = await pools.add_numbers(
         db, name=name, raw_numbers=body.numbers, region=state.settings.default_region, now=now
     )
+    # Background tasks run after the commit, so the reload sees the new numbers.
+    tasks.add_task(state.desk.routes_changed)
     return NumbersAdded(pool=name, added=added, reactivated=reactivated)
 
 
@@ -90,12 +103,13 @@ async def add_numbers(
     responses=problem_responses(404, 422),
 )
 async def retire_number(
-    name: str, e164: str, db: SessionDep, state: StateDep, now: NowDep
+    name: str, e164: str, db: SessionDep, state: StateDep, now: NowDep, tasks: BackgroundTasks
 ) -> Response:
     """Retire a number: it is leased no more once its current lease ends."""
     await pools.retire_number(
         db, name=name, raw_number=e164, region=state.settings.default_region, now=now
     )
+    tasks.add_task(state.desk.routes_changed)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
