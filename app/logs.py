@@ -58,3 +58,6 @@ def configure(level: str = "INFO") -> None:
         logging.getLogger(name).propagate = True
     # uvicorn's access log prints client addresses; ours (app.middleware) does not.
     logging.getLogger("uvicorn.access").disabled = True
+    # httpx logs every request's full URL at INFO; the voice adapter logs what matters.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("httpcore").setLevel(logging.WARNING)

@@ -248,3 +248,53 @@ def test_helpers_numbers_are_valid() -> None:
 
     for raw in [*numbers(3), DESTINATION, FALLBACK]:
         assert to_e164(raw, region="US") == raw
+
+
+async def test_match_window_defaults_to_the_cooldown_up_to_15_minutes(
+    client: httpx.AsyncClient,
+) -> None:
+    short = await make_pool(client, "short", size=0, cooldown_seconds=120)
+    assert short["match_window_seconds"] == 120
+    long = await make_pool(client, "long", size=0, cooldown_seconds=3600)
+    assert long["match_window_seconds"] == 900
+    assert (long["whisper"], long["record_calls"], long["source"]) == (False, False, None)
+
+
+async def test_match_window_may_not_outlast_the_cooldown(client: httpx.AsyncClient) -> None:
+    body = {
+        "name": "bad",
+        "destination": "+12125550100",
+        "fallback_number": "+12125550100",
+        "cooldown_seconds": 60,
+        "match_window_seconds": 61,
+    }
+    refused = await client.post("/v1/pools", json=body, headers=ADMIN)
+    assert refused.status_code == 422
+    assert refused.json()["field"] == "match_window_seconds"
+    await make_pool(client, "ok", size=0, cooldown_seconds=600, match_window_seconds=600)
+    lower = await client.patch("/v1/pools/ok", json={"cooldown_seconds": 300}, headers=ADMIN)
+    assert lower.status_code == 422
+    assert lower.json()["field"] == "cooldown_seconds"
+    wider = await client.patch("/v1/pools/ok", json={"match_window_seconds": 601}, headers=ADMIN)
+    assert wider.status_code == 422
+    assert wider.json()["field"] == "match_window_seconds"
+    both = await client.patch(
+        "/v1/pools/ok", json={"cooldown_seconds": 300, "match_window_seconds": 300}, headers=ADMIN
+    )
+    assert both.status_code == 200
+    assert (both.json()["cooldown_seconds"], both.json()["match_window_seconds"]) == (300, 300)
+
+
+async def test_static_source_and_call_options_can_be_set_and_cleared(
+    client: httpx.AsyncClient,
+) -> None:
+    await make_pool(client, "radio", size=0, source="radio", medium="offline", campaign="fall")
+    patched = await client.patch(
+        "/v1/pools/radio",
+        json={"whisper": True, "record_calls": True, "campaign": None},
+        headers=ADMIN,
+    )
+    assert patched.status_code == 200
+    pool = patched.json()
+    assert (pool["whisper"], pool["record_calls"]) == (True, True)
+    assert (pool["source"], pool["medium"], pool["campaign"]) == ("radio", "offline", None)

@@ -48,3 +48,32 @@ def test_bad_rates_are_refused(text: str) -> None:
 def test_unknown_region_is_refused() -> None:
     with pytest.raises(ValidationError):
         Settings(default_region="XX")
+
+
+def test_without_a_cloudonix_key_the_emulator_plays_cloudonix() -> None:
+    settings = Settings(_env_file=None)
+    assert settings.voice_provider == "emulator"
+    assert settings.voice_domain == "calltrack.emulator"
+
+
+def test_cloudonix_needs_its_key_domain_and_webhook_token() -> None:
+    with pytest.raises(ValidationError) as caught:
+        Settings(cloudonix_api_key="XI" + "a" * 32)
+    message = str(caught.value)
+    assert "CALLTRACK_CLOUDONIX_DOMAIN" in message
+    assert "CALLTRACK_WEBHOOK_TOKEN" in message
+    complete = Settings(
+        cloudonix_api_key="XI" + "a" * 32,
+        cloudonix_domain="acme.cloudonix.net",
+        webhook_token="w" * 24,
+    )
+    assert complete.voice_provider == "cloudonix"
+    assert complete.voice_domain == "acme.cloudonix.net"
+    with pytest.raises(ValidationError):
+        Settings(provider="cloudonix")
+
+
+@pytest.mark.parametrize("token", ["token", "password", "too-short"])
+def test_placeholder_or_short_webhook_tokens_are_refused(token: str) -> None:
+    with pytest.raises(ValidationError):
+        Settings(webhook_token=token)
