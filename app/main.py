@@ -21,7 +21,7 @@ from app.db.session import make_engine, make_sessionmaker
 from app.emulator import EmulatorConfig, create_emulator
 from app.errors import install_error_handlers
 from app.metrics import Metrics
-from app.middleware import AccessMiddleware
+from app.middleware import AccessMiddleware, EmulatorGuard
 from app.providers.voice.base import VoiceProvider
 from app.providers.voice.cloudonix import CloudonixProvider, build_cloudonix
 from app.providers.voice.pacing import Pacer
@@ -45,13 +45,18 @@ def _voice(settings: Settings, http: httpx.AsyncClient, emulator_key: str) -> Vo
     # The adapter is the production one; only its address and key point at the emulator.
     return CloudonixProvider(
         http,
-        base_url=settings.emulator_url or "http://127.0.0.1:8000/emulator",
+        base_url=_own_url(settings) + "/emulator",
         domain=settings.voice_domain,
         api_key=emulator_key,
         pacer=Pacer(settings.cloudonix_rate_requests, settings.cloudonix_rate_period),
         max_attempts=settings.cloudonix_max_attempts,
         timeout=settings.cloudonix_timeout,
     )
+
+
+def _own_url(settings: Settings) -> str:
+    emulator_url = settings.emulator_url or "http://127.0.0.1:8000/emulator"
+    return emulator_url.removesuffix("/").removesuffix("/emulator")
 
 
 def create_app(settings: Settings | None = None, *, clock: Clock = utc_now) -> FastAPI:
@@ -74,6 +79,9 @@ def create_app(settings: Settings | None = None, *, clock: Clock = utc_now) -> F
                 rate_period=settings.cloudonix_rate_period,
                 speed=settings.emulator_speed,
                 clock=clock,
+                # A fixed address: derived from a request's Host header, it would let anyone
+                # point the emulator, and the webhook token it carries, at another host.
+                service_url=_own_url(settings),
             ),
             prefix="",
         )
@@ -134,7 +142,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock = utc_now) -> F
     app.include_router(health.router)
     app.include_router(cloudonix_webhooks.router)
     if emulator is not None:
-        app.mount("/emulator", emulator)
+        admin = settings.admin_token.get_secret_value() if settings.admin_token else None
+        app.mount("/emulator", EmulatorGuard(emulator, admin_token=admin))
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -1,7 +1,10 @@
-"""ASGI middleware: request ids, access log and latency metrics."""
+"""ASGI middleware: request ids, access log, latency metrics, the emulator's guard."""
 
 from __future__ import annotations
 
+import hmac
+import ipaddress
+import json
 import logging
 import secrets
 import time
@@ -69,3 +72,60 @@ def _request_id(scope: Scope) -> str:
             if candidate.replace("-", "").isalnum():
                 return candidate
     return secrets.token_hex(8)
+
+
+class EmulatorGuard:
+    """Let only this machine, or an ops caller, drive the mounted emulator's control API.
+
+    Its control endpoints place calls into our own webhooks without credentials; they
+    stand for "a person dials", which only a developer on this machine or an operator
+    should be able to fake. The emulated REST API checks its own bearer key.
+    """
+
+    _OPEN = ("/calls/", "/recordings/")
+
+    def __init__(self, app: ASGIApp, *, admin_token: str | None) -> None:
+        self.app = app
+        self._admin = admin_token.encode() if admin_token else None
+
+    def _allowed(self, scope: Scope) -> bool:
+        path = str(scope.get("path", ""))
+        if any(part in path for part in self._OPEN):
+            return True
+        client = scope.get("client")
+        if client:
+            try:
+                if ipaddress.ip_address(client[0]).is_loopback:
+                    return True
+            except ValueError:
+                pass
+        headers = dict(scope.get("headers") or [])
+        scheme, _, token = headers.get(b"authorization", b"").partition(b" ")
+        return (
+            self._admin is not None
+            and scheme.lower() == b"bearer"
+            and hmac.compare_digest(token.strip(), self._admin)
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Refuse a control request from elsewhere with a 403 problem."""
+        if scope["type"] != "http" or self._allowed(scope):
+            await self.app(scope, receive, send)
+            return
+        body = json.dumps(
+            {
+                "type": "urn:calltrack:problem:forbidden",
+                "title": "Forbidden",
+                "status": 403,
+                "detail": "the emulator's control API answers this machine, or the admin token",
+                "field": "authorization",
+            }
+        ).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 403,
+                "headers": [(b"content-type", b"application/problem+json")],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})

@@ -106,6 +106,19 @@ class Settings(BaseSettings):
             raise ValueError("webhook token must be a random string of at least 16 characters")
         return value
 
+    @field_validator("default_destination")
+    @classmethod
+    def _destination(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        try:
+            parsed = phonenumbers.parse(value, None)
+        except phonenumbers.NumberParseException:
+            parsed = None
+        if parsed is None or not phonenumbers.is_valid_number(parsed):
+            raise ValueError("default destination must be a valid number in E.164 (+...)")
+        return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
     @model_validator(mode="after")
     def _cloudonix_complete(self) -> Settings:
         if self.voice_provider == "cloudonix":

@@ -50,6 +50,9 @@ def make_settings(database_url: str, **overrides: object) -> Settings:
         "pool_cache_seconds": 0,
         "webhook_token": WEBHOOK_TOKEN,
         "routing_refresh_seconds": 0,
+        # A loaded test machine must not turn into a simulated database outage; the
+        # outage tests set their own short deadline.
+        "voice_db_timeout": 15.0,
     }
     values.update(overrides)
     return Settings.model_validate(values)

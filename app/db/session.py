@@ -18,7 +18,7 @@ READ_ONLY = "calltrack_read_only"  # execution option: this connection only read
 def make_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
     """Create the async engine for a database URL (SQLite or PostgreSQL)."""
     if url.startswith("sqlite"):
-        engine = create_async_engine(url, connect_args={"timeout": 30})
+        engine = create_async_engine(url, connect_args={"timeout": 30}, hide_parameters=True)
         _configure_sqlite(engine)
         return engine
     # No pool_pre_ping: with asyncpg it costs three round trips before every request. A
@@ -28,7 +28,15 @@ def make_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_recycle=3600,
-        connect_args={"timeout": 5},
+        # Parameters hold callers' phone numbers and emails: never in error messages (logs).
+        hide_parameters=True,
+        connect_args={
+            "timeout": 5,
+            # A statement that outlives a minute, or a transaction left idle (its request was
+            # abandoned), is ended by the server instead of holding a connection forever.
+            "command_timeout": 60,
+            "server_settings": {"idle_in_transaction_session_timeout": "60000"},
+        },
     )
 
 

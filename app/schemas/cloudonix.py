@@ -9,9 +9,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 _CONFIG = ConfigDict(extra="ignore", populate_by_name=True, coerce_numbers_to_str=True)
+# Epoch milliseconds up to 2100-01-01: later values are nonsense, not times.
+MAX_MS = 4_102_444_800_000
+CALL_ID = r"^[A-Za-z0-9._:@-]+$"  # what a session token may hold
 
 
 class VoiceRequest(BaseModel):
@@ -19,17 +22,20 @@ class VoiceRequest(BaseModel):
 
     model_config = _CONFIG
 
-    call_sid: str | None = Field(default=None, alias="CallSid", max_length=64)
-    session: str | None = Field(default=None, alias="Session", max_length=64)
+    call_sid: str | None = Field(default=None, alias="CallSid", max_length=64, pattern=CALL_ID)
+    session: str | None = Field(default=None, alias="Session", max_length=64, pattern=CALL_ID)
     from_: str | None = Field(default=None, alias="From", max_length=64)
     to: str = Field(alias="To", min_length=1, max_length=64)
     caller_name: str | None = Field(default=None, alias="CallerName", max_length=200)
-    direction: str = Field(default="inbound", alias="Direction", max_length=32)
+    direction: str = Field(default="inbound", alias="Direction", max_length=16)
     call_status: str | None = Field(default=None, alias="CallStatus", max_length=32)
     domain: str | None = Field(default=None, alias="Domain", max_length=255)
     account_sid: str | None = Field(default=None, alias="AccountSid", max_length=255)
     session_data: dict[str, Any] | None = Field(default=None, alias="SessionData")
-    dial_call_status: str | None = Field(default=None, alias="DialCallStatus", max_length=32)
+    dial_call_status: str | None = Field(default=None, alias="DialCallStatus", max_length=16)
+    dial_call_duration: int | None = Field(
+        default=None, alias="DialCallDuration", ge=0, le=7 * 86400
+    )
 
     @field_validator("session_data", mode="before")
     @classmethod
@@ -42,29 +48,10 @@ class VoiceRequest(BaseModel):
                 raise ValueError("SessionData is not valid JSON") from exc
         return value
 
-    @model_validator(mode="after")
-    def _has_id(self) -> VoiceRequest:
-        if not (self.call_sid or self.session):
-            raise ValueError("CallSid (or Session) is required")
-        for value in (self.call_sid, self.session):
-            if value is not None and not _id_ok(value):
-                raise ValueError("CallSid holds characters a call id never has")
-        return self
-
     @property
     def call_id(self) -> str:
         """The platform's id of the call (its session token)."""
         return self.call_sid or self.session or ""
-
-    @property
-    def start_ms(self) -> int | None:
-        """The call's start as the platform reports it, in epoch milliseconds."""
-        value = (self.session_data or {}).get("callStartTime")
-        return value if isinstance(value, int) and value > 0 else None
-
-
-def _id_ok(value: str) -> bool:
-    return bool(value) and len(value) <= 64 and all(c.isalnum() or c in "._:@-" for c in value)
 
 
 class SessionUpdate(BaseModel):
@@ -74,16 +61,16 @@ class SessionUpdate(BaseModel):
 
     id: str | None = Field(default=None, max_length=64)
     event_id: str | None = Field(default=None, alias="eventId", max_length=64)
-    token: str = Field(min_length=1, max_length=64)
+    token: str = Field(min_length=1, max_length=64, pattern=CALL_ID)
     domain: str | None = Field(default=None, max_length=255)
     caller_id: str | None = Field(default=None, alias="callerId", max_length=64)
     destination: str | None = Field(default=None, max_length=64)
-    direction: str = Field(default="inbound", max_length=32)
+    direction: str = Field(default="inbound", max_length=16)
     status: str = Field(min_length=1, max_length=32)
     reason: str | None = Field(default=None, max_length=255)
-    call_start_time: int | None = Field(default=None, alias="callStartTime", ge=0)
-    call_answer_time: int | None = Field(default=None, alias="callAnswerTime", ge=0)
-    call_end_time: int | None = Field(default=None, alias="callEndTime", ge=0)
+    call_start_time: int | None = Field(default=None, alias="callStartTime", ge=0, le=MAX_MS)
+    call_answer_time: int | None = Field(default=None, alias="callAnswerTime", ge=0, le=MAX_MS)
+    call_end_time: int | None = Field(default=None, alias="callEndTime", ge=0, le=MAX_MS)
 
 
 class CdrSession(BaseModel):
@@ -91,11 +78,11 @@ class CdrSession(BaseModel):
 
     model_config = _CONFIG
 
-    token: str = Field(min_length=1, max_length=64)
-    call_start_time: int | None = Field(default=None, alias="callStartTime", ge=0)
-    call_answer_time: int | None = Field(default=None, alias="callAnswerTime", ge=0)
-    call_end_time: int | None = Field(default=None, alias="callEndTime", ge=0)
-    direction: str | None = Field(default=None, max_length=32)
+    token: str = Field(min_length=1, max_length=64, pattern=CALL_ID)
+    call_start_time: int | None = Field(default=None, alias="callStartTime", ge=0, le=MAX_MS)
+    call_answer_time: int | None = Field(default=None, alias="callAnswerTime", ge=0, le=MAX_MS)
+    call_end_time: int | None = Field(default=None, alias="callEndTime", ge=0, le=MAX_MS)
+    direction: str | None = Field(default=None, max_length=16)
 
 
 class Cdr(BaseModel):

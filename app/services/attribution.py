@@ -57,10 +57,11 @@ async def attribute(
 ) -> Attribution:
     """Attribute a call on `route`'s number from `caller` that started at `started_at`."""
     if route is not None:
-        lease = await calls.lease_at(db, number_id=route.number_id, at=started_at)
-        window = timedelta(seconds=route.match_window_seconds)
-        if lease is not None and started_at < lease.ends_at + window:
-            return await _from_session(db, Method.DNI, lease.session_id, lease.id)
+        found = await calls.lease_at(db, number_id=route.number_id, at=started_at)
+        if found is not None:
+            lease, window = found
+            if started_at < lease.ends_at + timedelta(seconds=window):
+                return await _from_session(db, Method.DNI, lease.session_id, lease.id)
     if caller is not None:
         known = await calls.latest_session_of_caller(db, caller=caller, before=started_at)
         if known is not None:

@@ -14,6 +14,20 @@ from app.db.repositories import calls, pools
 from app.db.repositories.calls import CallFilter
 from app.errors import InvalidInput, NotFound
 
+MAX_ID = 2**63 - 1
+
+
+def utc(value: datetime | None, *, field: str) -> datetime | None:
+    """A query's time in UTC; naive or unrepresentable times are the caller's error."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        raise InvalidInput(f"{field}: give a UTC offset, e.g. ...Z", field=field)
+    try:
+        return value.astimezone(UTC)
+    except (OverflowError, ValueError) as exc:
+        raise InvalidInput(f"{field}: out of range", field=field) from exc
+
 
 def encode_cursor(call: Call) -> str:
     """An opaque cursor after this call."""
@@ -26,9 +40,12 @@ def decode_cursor(cursor: str) -> tuple[datetime, int]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         at, _, call_id = raw.partition("|")
-        return datetime.fromisoformat(at), int(call_id)
-    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
-        raise InvalidInput("cursor: not a cursor this API gave out", field="cursor") from exc
+        when, after = datetime.fromisoformat(at), int(call_id)
+        if when.tzinfo is None or not 0 < after < MAX_ID:
+            raise ValueError("out of range")
+        return when.astimezone(UTC), after
+    except (ValueError, OverflowError, binascii.Error, UnicodeDecodeError) as exc:
+        raise InvalidInput("cursor: not a cursor this API gave out", field="query.cursor") from exc
 
 
 async def page(
@@ -44,12 +61,12 @@ async def page(
 ) -> tuple[Sequence[tuple[Call, str | None]], str | None]:
     """Calls newest first, and the cursor of the next page (None at the end)."""
     if since is not None and until is not None and since >= until:
-        raise InvalidInput("from must be before to", field="from")
+        raise InvalidInput("from must be before to", field="query.from")
     pool_id = None
     if pool is not None:
         found = await pools.get_by_name(db, pool)
         if found is None:
-            raise InvalidInput(f"pool {pool!r} does not exist", field="pool")
+            raise InvalidInput(f"pool {pool!r} does not exist", field="query.pool")
         pool_id = found.id
     f = CallFilter(
         since=since, until=until, pool_id=pool_id, attribution=attribution, source=source

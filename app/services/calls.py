@@ -19,9 +19,10 @@ from app.providers.voice.base import CallState
 from app.services.attribution import attribute
 from app.services.phone import InvalidPhone, to_e164
 
-# A provider clock this far from ours is not trusted for the call's start.
-MAX_CLOCK_SKEW = timedelta(minutes=10)
 _RANK = {CallState.QUEUED: 0, CallState.RINGING: 1, CallState.ANSWERED: 2}
+# Directions whose first event may create a call; calls we place ourselves (callbacks)
+# exist before the platform reports on them.
+CREATES_CALLS = {"inbound"}
 
 
 def _rank(state: str) -> int:
@@ -30,20 +31,19 @@ def _rank(state: str) -> int:
 
 @dataclass(frozen=True)
 class InboundCall:
-    """A call the platform asks us to route."""
+    """A call the platform asks us to route; it started when we received it."""
 
     call_id: str
     from_number: str
     to_number: str
     caller_name: str | None
     direction: str
-    reported_start: datetime | None
     received_at: datetime
 
 
 @dataclass(frozen=True)
 class Progress:
-    """A state change of a call (a session update)."""
+    """A state change of a call (a session update or CDR), its times on our clock."""
 
     call_id: str
     event_key: str
@@ -64,28 +64,36 @@ class Progress:
 
 @dataclass(frozen=True)
 class DialResult:
-    """How the forwarded leg ended."""
+    """How the forwarded leg ended (the platform repeats the call's own fields with it)."""
 
     call_id: str
     status: str
     received_at: datetime
+    from_number: str | None = None
+    to_number: str | None = None
+    direction: str = "inbound"
+    dial_seconds: int = 0
 
 
-def normalise(raw: str | None, region: str) -> str | None:
+def number_text(raw: str | None, region: str) -> str | None:
     """E.164 when the text is a valid number; otherwise the text (anonymous callers)."""
+    if raw is None or not raw.strip():
+        return None
+    return caller_e164(raw, region) or raw.strip()[:64]
+
+
+def caller_e164(raw: str | None, region: str) -> str | None:
+    """The caller's E.164 number, or None when hidden or not a valid number.
+
+    Only a valid number may tie calls together: placeholder ids such as '+10000000000'
+    would join strangers.
+    """
     if raw is None or not raw.strip():
         return None
     try:
         return to_e164(raw, region=region)
     except InvalidPhone:
-        return raw.strip()[:64]
-
-
-def start_of(reported: datetime | None, received_at: datetime) -> datetime:
-    """The call's start: the platform's time unless it is implausibly far from ours."""
-    if reported is None or abs(reported - received_at) > MAX_CLOCK_SKEW:
-        return received_at
-    return reported
+        return None
 
 
 async def record(
@@ -94,30 +102,30 @@ async def record(
     provider: str,
     call_id: str,
     from_number: str | None,
+    caller: str | None,
     to_number: str | None,
     caller_name: str | None,
     direction: str,
     started_at: datetime,
     route: NumberRoute | None,
     now: datetime,
-) -> Call:
-    """Store the call once, attributed at its start; a second delivery returns the first."""
+) -> tuple[Call, bool]:
+    """Store the call once, attributed at its start; (the call, whether it is new)."""
     existing = await calls.get_by_provider_id(db, provider=provider, call_id=call_id)
     if existing is not None:
-        return existing
-    caller = from_number if from_number and from_number.startswith("+") else None
+        return existing, False
     found = await attribute(db, route=route, caller=caller, started_at=started_at)
     first_time = (
         None
         if caller is None
         else not await calls.called_before(db, caller=caller, before=started_at)
     )
-    await calls.insert_call(
+    created = await calls.insert_call(
         db,
         {
             "provider": provider,
             "provider_call_id": call_id,
-            "direction": direction,
+            "direction": direction[:16],
             "from_number": from_number or "anonymous",
             "to_number": to_number or "",
             "caller_name": caller_name[:100] if caller_name else None,
@@ -138,7 +146,7 @@ async def record(
     )
     stored = await calls.get_by_provider_id(db, provider=provider, call_id=call_id)
     assert stored is not None  # inserted above, or by a concurrent delivery of the same call
-    return stored
+    return stored, created
 
 
 # How the forwarded leg failed -> the call's state. The caller's own leg may still be
@@ -157,10 +165,12 @@ def _advance(call: Call, event: Progress) -> None:
     moves_on = _rank(event.state) > _rank(call.status)
     if not dial_failed and (moves_on or (event.kind == "cdr" and _rank(call.status) == 3)):
         call.status = event.state.value
-    if event.answered_at is not None and call.answered_at is None and not dial_failed:
+    # An event that reports the end carries the call's whole timeline, measured at once;
+    # it refines what earlier events said. The CDR is the platform's final word.
+    complete = event.kind == "cdr" or (event.ended_at is not None and call.disposition is None)
+    if event.answered_at is not None and not dial_failed and (complete or not call.answered_at):
         call.answered_at = event.answered_at
-    # The CDR's end is the platform's final word; a session update only fills a gap.
-    if event.ended_at is not None and (call.ended_at is None or event.kind == "cdr"):
+    if event.ended_at is not None and (call.ended_at is None or complete):
         call.ended_at = event.ended_at
     if call.ended_at is not None and call.duration_seconds is None:
         call.duration_seconds = max(0, round((call.ended_at - call.started_at).total_seconds()))
@@ -179,10 +189,19 @@ async def apply_progress(
     *,
     provider: str,
     event: Progress,
+    region: str,
     route: NumberRoute | None,
     now: datetime,
-) -> Call | None:
-    """Apply a session update or CDR once; a call first seen here is recorded from it."""
+) -> tuple[Call | None, bool]:
+    """Apply a session update or CDR once; (the call, whether this event created it).
+
+    An inbound call first seen here is recorded from the event; an event of another
+    direction for a call we do not know is ignored, and not remembered, so it can apply
+    once the call exists.
+    """
+    call = await calls.get_for_update(db, provider=provider, call_id=event.call_id)
+    if call is None and event.direction not in CREATES_CALLS:
+        return None, False
     if not await calls.insert_event(
         db,
         call_id=event.call_id,
@@ -191,18 +210,19 @@ async def apply_progress(
         status=event.state.value,
         now=now,
     ):
-        return None
-    call = await calls.get_for_update(db, provider=provider, call_id=event.call_id)
+        return None, False
+    created = False
     if call is None:
-        await record(
+        _, created = await record(
             db,
             provider=provider,
             call_id=event.call_id,
-            from_number=event.from_number,
-            to_number=event.to_number,
+            from_number=number_text(event.from_number, region),
+            caller=caller_e164(event.from_number, region),
+            to_number=number_text(event.to_number, region),
             caller_name=None,
             direction=event.direction,
-            started_at=start_of(event.started_at, event.received_at),
+            started_at=event.started_at or event.received_at,
             route=route,
             now=now,
         )
@@ -211,13 +231,26 @@ async def apply_progress(
     _advance(call, event)
     call.updated_at = now
     await db.flush()
-    return call
+    return call, created
 
 
 async def apply_dial_result(
-    db: AsyncSession, *, provider: str, result: DialResult, now: datetime
-) -> bool:
-    """Remember how the forwarded leg ended; False when already known or the call is not."""
+    db: AsyncSession,
+    *,
+    provider: str,
+    result: DialResult,
+    region: str,
+    route: NumberRoute | None,
+    now: datetime,
+) -> tuple[bool, bool]:
+    """Remember how the forwarded leg ended; (applied, whether it created the call).
+
+    The dial action repeats the call's own fields, so a call not stored yet (its voice
+    request still queued after a database outage) is recorded from them first.
+    """
+    call = await calls.get_for_update(db, provider=provider, call_id=result.call_id)
+    if call is None and result.direction not in CREATES_CALLS:
+        return False, False
     if not await calls.insert_event(
         db,
         call_id=result.call_id,
@@ -226,10 +259,25 @@ async def apply_dial_result(
         status=result.status,
         now=now,
     ):
-        return False
-    call = await calls.get_for_update(db, provider=provider, call_id=result.call_id)
+        return False, False
+    created = False
     if call is None:
-        return False
+        _, created = await record(
+            db,
+            provider=provider,
+            call_id=result.call_id,
+            from_number=number_text(result.from_number, region),
+            caller=caller_e164(result.from_number, region),
+            to_number=number_text(result.to_number, region),
+            caller_name=None,
+            direction=result.direction,
+            # The dial has ended by now; its own length is the best guess of the start.
+            started_at=result.received_at - timedelta(seconds=result.dial_seconds),
+            route=route,
+            now=now,
+        )
+        call = await calls.get_for_update(db, provider=provider, call_id=result.call_id)
+        assert call is not None
     call.dial_status = result.status[:16]
     failure = DIAL_FAILURES.get(call.dial_status)
     if failure is not None:
@@ -238,4 +286,4 @@ async def apply_dial_result(
         call.talk_seconds = 0
     call.updated_at = now
     await db.flush()
-    return True
+    return True, created

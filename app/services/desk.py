@@ -14,18 +14,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError, ProgrammingError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.clock import Clock
 from app.db.models import Call
 from app.db.repositories import calls as calls_repo
+from app.db.session import READ_ONLY
 from app.metrics import Metrics
 from app.services import calls
 from app.services.calls import DialResult, InboundCall, Progress
@@ -37,22 +38,42 @@ _log = logging.getLogger("calltrack.voice")
 # Errors that mean "the database is not answering", as opposed to a bug of ours.
 UNAVAILABLE: tuple[type[BaseException], ...] = (
     OperationalError,
+    InterfaceError,
     PoolTimeout,
     TimeoutError,
     OSError,
     ConnectionError,
 )
 MAX_PENDING = 10_000
+ROUTE_CHUNK = 2_000
 
 
-def _unavailable(exc: BaseException) -> bool:
+def _sqlstate(exc: DBAPIError) -> str | None:
+    for error in (exc.orig, getattr(exc.orig, "__cause__", None)):
+        state = getattr(error, "sqlstate", None)
+        if isinstance(state, str):
+            return state
+    return None
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """Whether an error means "the database is not answering" (worth queueing and retrying).
+
+    Anything else (bad data, a bug) would fail again on every replay and hold up the queue.
+    """
     if isinstance(exc, UNAVAILABLE):
         return True
-    # Drivers report refused, dropped and closed connections under several DBAPI classes;
-    # only these three mean the statement itself, or the data, is wrong.
-    return isinstance(exc, DBAPIError) and not isinstance(
-        exc, IntegrityError | DataError | ProgrammingError
-    )
+    if not isinstance(exc, DBAPIError):
+        return False
+    if exc.connection_invalidated:
+        return True
+    state = _sqlstate(exc)
+    if state is not None:
+        # 08 connection, 53 resources, 57 shutdown/cancel; 55000 "not accepting
+        # connections"; 40001/40P01 serialization failure and deadlock: all transient.
+        return state[:2] in {"08", "53", "57"} or state in {"55000", "40001", "40P01"}
+    cause = exc.orig.__cause__ if exc.orig is not None else None
+    return isinstance(exc.orig, OSError) or isinstance(cause, OSError | TimeoutError)
 
 
 @dataclass(frozen=True)
@@ -84,6 +105,7 @@ class CallDesk:
         self.provider = provider
         self.routing = RoutingCache()
         self.pending: deque[Pending] = deque()
+        self._pending_ids: Counter[str] = Counter()
         self._drain_lock = asyncio.Lock()
         self._routes_stale = True
         self._abandoned: set[asyncio.Task[Any]] = set()
@@ -126,24 +148,35 @@ class CallDesk:
             unknown_message=self._settings.unknown_number_message,
         )
 
-    async def _record_inbound(self, db: AsyncSession, call: InboundCall) -> tuple[Decision, bool]:
-        to = calls.normalise(call.to_number, self._region())
-        caller = calls.normalise(call.from_number, self._region())
-        route = await calls_repo.route_of(db, to) if to else None
-        if route is not None and route.active:
+    async def _route(
+        self, db: AsyncSession, raw: str | None, direction: str
+    ) -> calls_repo.NumberRoute | None:
+        to = calls.number_text(raw, self._region())
+        if to is None or direction not in calls.CREATES_CALLS:
+            return None
+        route = await calls_repo.route_of(db, to)
+        if route is not None:
             self.routing.put(route)
-        known = await calls_repo.get_by_provider_id(
-            db, provider=self.provider, call_id=call.call_id
-        )
-        stored = await calls.record(
+        return route
+
+    def _counted(self, call: Call | None, created: bool) -> None:
+        if created and call is not None:
+            self._metrics.calls.labels(attribution=call.attribution).inc()
+
+    async def _record_inbound(self, db: AsyncSession, call: InboundCall) -> Decision:
+        route = await self._route(db, call.to_number, "inbound")
+        caller = calls.caller_e164(call.from_number, self._region())
+        stored, created = await calls.record(
             db,
             provider=self.provider,
             call_id=call.call_id,
-            from_number=caller,
-            to_number=to,
+            from_number=calls.number_text(call.from_number, self._region()),
+            caller=caller,
+            to_number=calls.number_text(call.to_number, self._region()),
             caller_name=call.caller_name,
             direction=call.direction,
-            started_at=calls.start_of(call.reported_start, call.received_at),
+            # Our clock, not the platform's: leases were stamped with ours.
+            started_at=call.received_at,
             route=route,
             now=self._clock(),
         )
@@ -151,22 +184,28 @@ class CallDesk:
         if isinstance(decision, Forward) and stored.forwarded_to is None:
             stored.forwarded_to = decision.destination
             await db.flush()
-        if known is None:
-            self._metrics.calls.labels(attribution=stored.attribution).inc()
-        return decision, known is None
+        self._counted(stored, created)
+        return decision
+
+    def _waiting(self, call_id: str) -> bool:
+        # Events of one call apply in arrival order: while an earlier one waits, so do later.
+        return self._pending_ids[call_id] > 0
 
     async def answer(self, call: InboundCall) -> Decision:
         """Decide what the platform does with a call, recording it when the database allows."""
-        try:
-            decision, _ = await self._txn(lambda db: self._record_inbound(db, call))
-            return decision
-        except Exception as exc:
-            if not _unavailable(exc):
-                _log.exception("voice webhook failed; forwarding from the routing table")
-            self._defer(Pending("voice", call.call_id, call.to_number, call), exc)
-        to = calls.normalise(call.to_number, self._region())
+        if self._waiting(call.call_id):
+            self._defer(Pending("voice", call.call_id, call.to_number, call), None)
+        else:
+            try:
+                return await self._txn(lambda db: self._record_inbound(db, call))
+            except Exception as exc:
+                if database_unavailable(exc):
+                    self._defer(Pending("voice", call.call_id, call.to_number, call), exc)
+                else:
+                    _log.exception("voice webhook failed; forwarding from the routing table")
+        to = calls.number_text(call.to_number, self._region())
         route = self.routing.get(to) if to else None
-        decision = self._decide(route, calls.normalise(call.from_number, self._region()))
+        decision = self._decide(route, calls.caller_e164(call.from_number, self._region()))
         # The whisper is read from the stored call, which does not exist yet: skip it.
         if isinstance(decision, Forward) and decision.whisper:
             decision = Forward(
@@ -177,49 +216,70 @@ class CallDesk:
             )
         return decision
 
-    async def _apply_progress(self, db: AsyncSession, event: Progress) -> Call | None:
-        to = calls.normalise(event.to_number, self._region())
-        route = await calls_repo.route_of(db, to) if to and event.direction == "inbound" else None
-        return await calls.apply_progress(
-            db, provider=self.provider, event=event, route=route, now=self._clock()
+    async def _apply_progress(self, db: AsyncSession, event: Progress) -> None:
+        route = await self._route(db, event.to_number, event.direction)
+        call, created = await calls.apply_progress(
+            db,
+            provider=self.provider,
+            event=event,
+            region=self._region(),
+            route=route,
+            now=self._clock(),
         )
+        self._counted(call, created)
+
+    async def _apply_dial(self, db: AsyncSession, result: DialResult) -> None:
+        route = await self._route(db, result.to_number, result.direction)
+        _, created = await calls.apply_dial_result(
+            db,
+            provider=self.provider,
+            result=result,
+            region=self._region(),
+            route=route,
+            now=self._clock(),
+        )
+        if created:
+            stored = await calls_repo.get_by_provider_id(
+                db, provider=self.provider, call_id=result.call_id
+            )
+            self._counted(stored, created)
+
+    async def _apply_or_defer(
+        self, item: Pending, work: Callable[[AsyncSession], Awaitable[None]]
+    ) -> bool:
+        if self._waiting(item.call_id):
+            self._defer(item, None)
+            return False
+        try:
+            await self._txn(work)
+            return True
+        except Exception as exc:
+            if not database_unavailable(exc):
+                raise
+            self._defer(item, exc)
+            return False
 
     async def progress(self, event: Progress) -> bool:
         """Apply a session update or CDR; False when it was queued for later."""
-        try:
-            await self._txn(lambda db: self._apply_progress(db, event))
-            return True
-        except Exception as exc:
-            if not _unavailable(exc):
-                raise
-            self._defer(Pending(event.kind, event.call_id, event.to_number, event), exc)
-            return False
+        item = Pending(event.kind, event.call_id, event.to_number, event)
+        return await self._apply_or_defer(item, lambda db: self._apply_progress(db, event))
 
     async def dial_result(self, result: DialResult) -> bool:
         """Remember how the forwarded leg ended; False when it was queued for later."""
-        try:
-            await self._txn(
-                lambda db: calls.apply_dial_result(
-                    db, provider=self.provider, result=result, now=self._clock()
-                )
-            )
-            return True
-        except Exception as exc:
-            if not _unavailable(exc):
-                raise
-            self._defer(Pending("dial", result.call_id, None, result), exc)
-            return False
+        item = Pending("dial", result.call_id, result.to_number, result)
+        return await self._apply_or_defer(item, lambda db: self._apply_dial(db, result))
 
     async def whisper_text(self, call_id: str) -> str:
         """What the answering agent hears before the caller is connected."""
 
         async def read(db: AsyncSession) -> Call | None:
+            await db.connection(execution_options={READ_ONLY: True})
             return await calls_repo.get_by_provider_id(db, provider=self.provider, call_id=call_id)
 
         try:
             call = await self._txn(read)
         except Exception as exc:
-            if not _unavailable(exc):
+            if not database_unavailable(exc):
                 raise
             call = None
         if call is None or call.source is None:
@@ -231,15 +291,27 @@ class CallDesk:
             parts.append(f"campaign {call.campaign}")
         return "Call from " + ", ".join(parts) + "."
 
-    def _defer(self, item: Pending, exc: BaseException) -> None:
+    def _defer(self, item: Pending, exc: BaseException | None) -> None:
         self._metrics.voice_deferred.labels(kind=item.kind).inc()
         _log.warning(
             "database unavailable; event queued",
-            extra={"kind": item.kind, "call_id": item.call_id, "error": type(exc).__name__},
+            extra={
+                "kind": item.kind,
+                "call_id": item.call_id,
+                "error": type(exc).__name__ if exc else "earlier event of the call queued",
+            },
         )
         if len(self.pending) >= MAX_PENDING:
-            self._lost(self.pending.popleft(), "queue full")
+            self._lost(self._pop(), "queue full")
         self.pending.append(item)
+        self._pending_ids[item.call_id] += 1
+
+    def _pop(self) -> Pending:
+        item = self.pending.popleft()
+        self._pending_ids[item.call_id] -= 1
+        if self._pending_ids[item.call_id] <= 0:
+            del self._pending_ids[item.call_id]
+        return item
 
     def _lost(self, item: Pending, why: str) -> None:
         self._metrics.voice_lost.labels(kind=item.kind).inc()
@@ -262,11 +334,7 @@ class CallDesk:
         elif isinstance(event, Progress):
             await self._txn(lambda db: self._apply_progress(db, event))
         else:
-            await self._txn(
-                lambda db: calls.apply_dial_result(
-                    db, provider=self.provider, result=event, now=self._clock()
-                )
-            )
+            await self._txn(lambda db: self._apply_dial(db, event))
 
     async def drain(self) -> int:
         """Replay queued events in order until one fails; returns how many were applied."""
@@ -277,25 +345,31 @@ class CallDesk:
                 try:
                     await self._replay(item)
                 except Exception as exc:
-                    if _unavailable(exc):
+                    if database_unavailable(exc):
                         break
                     _log.exception("queued event failed on replay")
-                    self.pending.popleft()
-                    self._lost(item, "replay failed")
+                    self._lost(self._pop(), "replay failed")
                     continue
-                self.pending.popleft()
+                self._pop()
                 applied += 1
         return applied
 
     async def refresh_routes(self) -> None:
-        """Reload the routing table from the database."""
+        """Reload the routing table from the database, in chunks.
 
-        async def read(db: AsyncSession) -> list[calls_repo.NumberRoute]:
-            return await calls_repo.all_routes(db)
-
-        # Generous: 100,000 numbers load in well under a second, but never hang upkeep.
-        async with asyncio.timeout(30), self._sessionmaker() as db:
-            routes = await read(db)
+        Between chunks the event loop answers webhooks: 100,000 numbers read in one go would
+        hold it for half a second. The read is read-only, so on SQLite it takes no write lock.
+        """
+        routes: list[calls_repo.NumberRoute] = []
+        async with asyncio.timeout(60), self._sessionmaker() as db:
+            await db.connection(execution_options={READ_ONLY: True})
+            while True:
+                after = routes[-1].number_id if routes else 0
+                chunk = await calls_repo.routes_after(db, after_id=after, limit=ROUTE_CHUNK)
+                routes += chunk
+                if len(chunk) < ROUTE_CHUNK:
+                    break
+                await asyncio.sleep(0)
         self.routing.replace(routes)
 
     def routes_changed(self) -> None:
@@ -315,7 +389,7 @@ class CallDesk:
                     since_refresh = 0.0
                 except Exception as exc:
                     self._routes_stale = True
-                    if not _unavailable(exc):
+                    if not database_unavailable(exc):
                         _log.exception("routing table refresh failed")
             if self.pending:
                 await self.drain()
@@ -333,7 +407,7 @@ class CallDesk:
             except Exception:
                 _log.exception("final replay failed")
         while self.pending:
-            self._lost(self.pending.popleft(), "shutdown")
+            self._lost(self._pop(), "shutdown")
         if self._abandoned:
             await asyncio.wait(self._abandoned, timeout=5)
 

@@ -165,7 +165,7 @@ async def test_filters_and_pagination(client: httpx.AsyncClient, clock: FakeCloc
     assert len(set(seen)) == 5
     bad = await client.get("/v1/calls", params={"cursor": "nonsense!"}, headers=ADMIN)
     assert bad.status_code == 422
-    assert bad.json()["field"] == "cursor"
+    assert bad.json()["field"] == "query.cursor"
     unknown_pool = await client.get("/v1/calls", params={"pool": "nope"}, headers=ADMIN)
     assert unknown_pool.status_code == 422
 
@@ -220,9 +220,35 @@ async def test_cdr_before_anything_else_records_the_call(
     held = await lease(client, pool="default", context=CONTEXT)
     to = "+" + held["phonenumber"]
     record = cdr("c" * 32, to=to, start=clock(), duration=20, billsec=0, disposition=disposition)
+    clock.advance(20)  # a CDR arrives as the call ends
     sent = await client.post("/webhooks/cloudonix/cdr", json=record, headers=HOOKS)
     assert sent.status_code == 200, sent.text
     [call] = await calls(client)
     assert call["status"] == status
     assert call["attribution"] == "dni"
     assert call["session_id"] == held["session_id"]
+
+
+async def test_calls_api_refuses_bad_queries_naming_the_field(client: httpx.AsyncClient) -> None:
+    import base64
+
+    def cursor(raw: str) -> str:
+        return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+    cases = [
+        ({"from": "2026-11-26T12:00:00"}, "from"),
+        ({"to": "0001-01-01T00:00:00+05:00"}, "to"),
+        ({"from": "2026-11-27T00:00:00Z", "to": "2026-11-26T00:00:00Z"}, "from"),
+        ({"cursor": cursor("2026-11-26T12:00:00|5")}, "cursor"),
+        ({"cursor": cursor("2026-11-26T12:00:00+00:00|99999999999999999999")}, "cursor"),
+        ({"limit": "0"}, "limit"),
+        ({"attribution": "magic"}, "attribution"),
+    ]
+    for params, field in cases:
+        answer = await client.get("/v1/calls", params=params, headers=ADMIN)
+        assert answer.status_code == 422, (params, answer.text)
+        assert answer.json()["field"] == f"query.{field}", (params, answer.json())
+    huge = await client.get("/v1/calls/99999999999999999999", headers=ADMIN)
+    assert huge.status_code == 422
+    missing = await client.get("/v1/calls/12345", headers=ADMIN)
+    assert missing.status_code == 404

@@ -21,7 +21,7 @@ from tests.calls.helpers import (
     voice_headers,
 )
 from tests.conftest import make_settings
-from tests.support import FakeClock
+from tests.support import ADMIN, FakeClock
 
 VOICE = "/webhooks/cloudonix/voice"
 
@@ -99,8 +99,14 @@ async def test_get_json_and_form_are_handled_alike(
         (b"[1, 2]", "application/json", "body"),
         (b'"text"', "application/json", "body"),
         (b'{"CallSid": "abc", "Domain": "calltrack.emulator"}', "application/json", "To"),
-        (b'{"To": "+12565550101", "Domain": "calltrack.emulator"}', "application/json", "body"),
-        (b'{"CallSid": "a b<c>", "To": "1"}', "application/json", "body"),
+        (b'{"To": "+12565550101", "Domain": "calltrack.emulator"}', "application/json", "CallSid"),
+        (b'{"CallSid": "a b<c>", "To": "1"}', "application/json", "CallSid"),
+        (b"[" * 30_000 + b"]" * 30_000, "application/json", "body"),
+        (
+            b'{"CallSid": "abc", "To": "+1", "Direction": "' + b"x" * 17 + b'"}',
+            "application/json",
+            "Direction",
+        ),
         (b'{"CallSid": "abc", "To": "+12565550101"}', "application/json", "Domain"),
         (
             b'{"CallSid": "abc", "To": "+1", "SessionData": "{oops"}',
@@ -137,6 +143,9 @@ async def test_malformed_session_updates_and_cdrs(client: httpx.AsyncClient) -> 
             b'{"token": "t", "status": "ringing", "callStartTime": "soon"}',
             "callStartTime",
         ),
+        ("session-update", b'{"token": "t", "status": "x", "callEndTime": 10e17}', "callEndTime"),
+        ("session-update", b'{"token": "a/b", "status": "ringing"}', "token"),
+        ("cdr", b"[" * 30_000 + b"]" * 30_000, "body"),
         (
             "cdr",
             b'{"session": {}, "disposition": "ANSWER", "duration": 1, "billsec": 1}',
@@ -253,3 +262,21 @@ async def test_whisper_and_recording(client: httpx.AsyncClient, clock: FakeClock
     assert whisper.status_code == 200
     assert ElementTree.fromstring(whisper.text).findtext("Say") == "Call from google, cpc."
     assert root.findtext("Dial/Number") == DESTINATION
+
+
+async def test_the_emulator_control_api_answers_only_this_machine_or_ops(
+    client: httpx.AsyncClient,
+) -> None:
+    body = {"from": "+16175551212", "to": "+12565550101", "script": {"outcome": "busy"}}
+    # The test client comes from 203.0.113.7, not from this machine.
+    refused = await client.post("/emulator/inbound", json=body)
+    assert refused.status_code == 403
+    assert refused.headers["content-type"] == "application/problem+json"
+    assert (await client.put("/emulator/behaviours/+12125550100", json={})).status_code == 403
+    allowed = await client.post("/emulator/inbound", json=body, headers=ADMIN)
+    assert allowed.status_code == 202, allowed.text
+    # The emulated REST API has its own key and stays reachable (and refuses a wrong one).
+    rest = await client.get(
+        "/emulator/calls/calltrack.emulator/sessions/x", headers={"Authorization": "Bearer no"}
+    )
+    assert rest.status_code == 401

@@ -77,3 +77,10 @@ def test_cloudonix_needs_its_key_domain_and_webhook_token() -> None:
 def test_placeholder_or_short_webhook_tokens_are_refused(token: str) -> None:
     with pytest.raises(ValidationError):
         Settings(webhook_token=token)
+
+
+def test_default_destination_must_be_e164() -> None:
+    assert Settings(default_destination="+1 212 555 0111").default_destination == "+12125550111"
+    for bad in ("12125550111", "+1abc", "+1212555011199999"):
+        with pytest.raises(ValidationError):
+            Settings(default_destination=bad)

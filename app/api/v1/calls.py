@@ -5,11 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query
 
 from app.api.deps import AdminDep, SessionDep
 from app.db.models import Call
-from app.errors import InvalidInput
 from app.schemas.calls import AttributionMethod, CallDetail, CallLease, CallOut, CallPage
 from app.schemas.problem import problem_responses
 from app.schemas.sessions import SessionContext
@@ -45,13 +44,10 @@ async def list_calls(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> CallPage:
     """Calls, newest first, filtered by time range, pool, attribution method and source."""
-    for name, value in (("from", since), ("to", until)):
-        if value is not None and value.tzinfo is None:
-            raise InvalidInput(f"{name}: give a UTC offset, e.g. ...Z", field=name)
     rows, next_cursor = await call_log.page(
         db,
-        since=since,
-        until=until,
+        since=call_log.utc(since, field="query.from"),
+        until=call_log.utc(until, field="query.to"),
         pool=pool,
         attribution=attribution,
         source=source,
@@ -65,7 +61,9 @@ async def list_calls(
 
 
 @router.get("/{call_id}", response_model=CallDetail, responses=problem_responses(404))
-async def get_call(call_id: int, db: SessionDep) -> CallDetail:
+async def get_call(
+    call_id: Annotated[int, Path(ge=1, le=call_log.MAX_ID)], db: SessionDep
+) -> CallDetail:
     """A call with its visitor session's marketing context and the lease it matched."""
     call, pool, session, lease, number = await call_log.detail(db, call_id)
     return CallDetail.model_validate(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hmac
 import json
-from datetime import UTC, datetime
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode
 
@@ -89,20 +89,32 @@ def _check_domain(state: AppState, *claimed: str | None) -> None:
         raise Forbidden("this service does not answer for that domain", field="Domain")
 
 
+async def _body(request: Request) -> bytes:
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY:
+        raise InvalidInput("body: larger than 64 KiB", field="body")
+    body = await request.body()
+    if len(body) > MAX_BODY:
+        raise InvalidInput("body: larger than 64 KiB", field="body")
+    return body
+
+
+def _json(body: bytes) -> Any:
+    try:
+        return json.loads(body) if body.strip() else None
+    except (ValueError, RecursionError) as exc:  # RecursionError: absurdly deep nesting
+        raise InvalidInput("body: not valid JSON", field="body") from exc
+
+
 async def _fields(request: Request) -> dict[str, Any]:
     """The request's parameters, from the query (GET), a JSON body, or a form body."""
     if request.method == "GET":
         return dict(request.query_params)
-    body = await request.body()
-    if len(body) > MAX_BODY:
-        raise InvalidInput("body: larger than 64 KiB", field="body")
+    body = await _body(request)
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if kind == "application/x-www-form-urlencoded":
         return dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
-    try:
-        parsed = json.loads(body) if body.strip() else None
-    except ValueError as exc:
-        raise InvalidInput("body: not valid JSON", field="body") from exc
+    parsed = _json(body)
     if isinstance(parsed, list) and len(parsed) == 1:
         parsed = parsed[0]
     if not isinstance(parsed, dict):
@@ -120,8 +132,12 @@ def _parse(model: type[M], data: object) -> M:
         raise invalid_input(exc) from exc
 
 
-def _ms(value: int | None) -> datetime | None:
-    return datetime.fromtimestamp(value / 1000, UTC) if value else None
+def _voice_request(fields: dict[str, Any], state: AppState, request: Request) -> VoiceRequest:
+    voice = _parse(VoiceRequest, fields)
+    if not voice.call_id:
+        raise InvalidInput("CallSid (or Session) is required", field="CallSid")
+    _check_domain(state, voice.domain or voice.account_sid, request.headers.get("x-cx-domain"))
+    return voice
 
 
 def _base_url(request: Request, state: AppState) -> str:
@@ -151,15 +167,13 @@ _CXML_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 async def _voice(request: Request, state: AppState) -> Response:
     _authenticate(request, state)
-    voice = _parse(VoiceRequest, await _fields(request))
-    _check_domain(state, voice.domain or voice.account_sid, request.headers.get("x-cx-domain"))
+    voice = _voice_request(await _fields(request), state, request)
     call = InboundCall(
         call_id=voice.call_id,
         from_number=voice.from_ or "",
         to_number=voice.to,
         caller_name=voice.caller_name,
         direction=voice.direction,
-        reported_start=_ms(voice.start_ms),
         received_at=state.clock(),
     )
     decision = await state.desk.answer(call)
@@ -192,13 +206,20 @@ async def cloudonix_voice_get(request: Request, state: StateDep) -> Response:
 
 async def _dial_action(request: Request, state: AppState) -> Response:
     _authenticate(request, state)
-    voice = _parse(VoiceRequest, await _fields(request))
-    _check_domain(state, voice.domain or voice.account_sid, request.headers.get("x-cx-domain"))
+    voice = _voice_request(await _fields(request), state, request)
     status = (voice.dial_call_status or "").strip().lower()
     if not status:
         raise InvalidInput("DialCallStatus is required", field="DialCallStatus")
     await state.desk.dial_result(
-        DialResult(call_id=voice.call_id, status=status, received_at=state.clock())
+        DialResult(
+            call_id=voice.call_id,
+            status=status,
+            received_at=state.clock(),
+            from_number=voice.from_,
+            to_number=voice.to,
+            direction=voice.direction,
+            dial_seconds=voice.dial_call_duration or 0,
+        )
     )
     doc = cxml.Response()
     if status in {"busy", "no-answer", "noanswer", "failed"}:
@@ -252,12 +273,32 @@ class Accepted(BaseModel):
     queued: int
 
 
+def _on_our_clock(received_at: datetime, *times_ms: int | None) -> tuple[datetime | None, ...]:
+    """The platform's times moved onto our clock.
+
+    Leases carry our clock's times, so a call's times must too: the latest reported instant
+    is taken as the moment we received the event, and the rest keep their distance from it.
+    The platform's durations survive; its clock's error does not.
+    """
+    known = [t for t in times_ms if t]
+    if not known:
+        return tuple(None for _ in times_ms)
+    anchor = max(known)
+    return tuple(received_at - timedelta(milliseconds=anchor - t) if t else None for t in times_ms)
+
+
 def _progress(update: SessionUpdate, received_at: datetime) -> Progress:
     state = _STATES.get(update.status.lower(), CallState.RINGING)
-    ended = _ms(update.call_end_time)
-    if ended is not None and not state.final:
+    if update.call_end_time and not state.final:
         state = CallState.COMPLETED if update.call_answer_time else CallState.FAILED
-    key = update.event_id or update.id or f"{update.status}:{update.call_end_time or 0}"
+    # Without an eventId the update is known by what it says, not by `id` (which may be
+    # the same for every update of a session).
+    key = update.event_id or (
+        f"{update.status}:{update.call_answer_time or 0}:{update.call_end_time or 0}"
+    )
+    started, answered, ended = _on_our_clock(
+        received_at, update.call_start_time, update.call_answer_time, update.call_end_time
+    )
     return Progress(
         call_id=update.token,
         event_key=f"su:{key}",
@@ -266,8 +307,8 @@ def _progress(update: SessionUpdate, received_at: datetime) -> Progress:
         from_number=update.caller_id,
         to_number=update.destination,
         direction=update.direction,
-        started_at=_ms(update.call_start_time),
-        answered_at=_ms(update.call_answer_time),
+        started_at=started,
+        answered_at=answered,
         ended_at=ended,
         received_at=received_at,
     )
@@ -282,13 +323,7 @@ def _progress(update: SessionUpdate, received_at: datetime) -> Progress:
 async def cloudonix_session_update(request: Request, state: StateDep) -> Accepted:
     """Move calls through ringing, answered and ended; repeats change nothing."""
     _authenticate(request, state)
-    body = await request.body()
-    if len(body) > MAX_BODY:
-        raise InvalidInput("body: larger than 64 KiB", field="body")
-    try:
-        parsed = json.loads(body)
-    except ValueError as exc:
-        raise InvalidInput("body: not valid JSON", field="body") from exc
+    parsed = _json(await _body(request))
     items = parsed if isinstance(parsed, list) else [parsed]
     if not items or len(items) > 100:
         raise InvalidInput("body: expected 1 to 100 session updates", field="body")
@@ -321,10 +356,19 @@ async def cloudonix_cdr(request: Request, state: StateDep) -> Accepted:
     disposition = cdr.disposition.upper()
     if disposition not in _DISPOSITIONS:
         raise InvalidInput(f"disposition: unknown value {cdr.disposition!r}", field="disposition")
-    started = _ms(cdr.session.call_start_time)
-    ended = _ms(cdr.session.call_end_time)
-    if ended is None and started is not None:
-        ended = datetime.fromtimestamp(started.timestamp() + cdr.duration, UTC)
+    received = state.clock()
+    start_ms = cdr.session.call_start_time
+    end_ms = cdr.session.call_end_time
+    if not end_ms and start_ms:
+        end_ms = start_ms + cdr.duration * 1000
+    if end_ms and not start_ms:
+        start_ms = end_ms - cdr.duration * 1000
+    started, answered, ended = _on_our_clock(
+        received, start_ms, cdr.session.call_answer_time, end_ms
+    )
+    if started is None:  # no times at all: the CDR comes as the call ends
+        ended = received
+        started = received - timedelta(seconds=cdr.duration)
     event = Progress(
         call_id=cdr.session.token,
         event_key="cdr",
@@ -334,9 +378,9 @@ async def cloudonix_cdr(request: Request, state: StateDep) -> Accepted:
         to_number=cdr.to,
         direction=cdr.session.direction or "inbound",
         started_at=started,
-        answered_at=_ms(cdr.session.call_answer_time),
+        answered_at=answered,
         ended_at=ended,
-        received_at=state.clock(),
+        received_at=received,
         talk_seconds=cdr.billsec,
         duration_seconds=cdr.duration,
         disposition=disposition,

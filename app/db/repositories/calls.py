@@ -58,24 +58,27 @@ async def route_of(db: AsyncSession, e164: str) -> NumberRoute | None:
     return _route(row) if row is not None else None
 
 
-async def all_routes(db: AsyncSession) -> list[NumberRoute]:
-    """Every active number with its pool's call settings."""
-    rows = await db.execute(_ROUTE.where(TrackingNumber.active))
-    return [_route(row) for row in rows]
+async def routes_after(db: AsyncSession, *, after_id: int, limit: int) -> list[NumberRoute]:
+    """Numbers (retired ones too: they still ring) with their pools' settings, by id."""
+    stmt = _ROUTE.where(TrackingNumber.id > after_id).order_by(TrackingNumber.id).limit(limit)
+    return [_route(row) for row in await db.execute(stmt)]
 
 
-async def lease_at(db: AsyncSession, *, number_id: int, at: datetime) -> Lease | None:
-    """The latest lease of the number that started at or before `at`.
+async def lease_at(db: AsyncSession, *, number_id: int, at: datetime) -> tuple[Lease, int] | None:
+    """The latest lease of the number that started at or before `at`, and the match window
+    of the pool it was leased from (a number may have moved pools since).
 
     Leases of one number never overlap, so this is the only one that can cover `at`.
     """
     stmt = (
-        select(Lease)
+        select(Lease, Pool.match_window_seconds)
+        .join(Pool, Pool.id == Lease.pool_id)
         .where(Lease.number_id == number_id, Lease.started_at <= at)
         .order_by(Lease.started_at.desc())
         .limit(1)
     )
-    return (await db.execute(stmt)).scalar_one_or_none()
+    row = (await db.execute(stmt)).first()
+    return (row[0], int(row[1])) if row is not None else None
 
 
 async def latest_session_of_caller(
