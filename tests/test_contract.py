@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import httpx
+import pytest
 
 from app.cli import main
 from app.openapi import render
@@ -62,3 +63,36 @@ async def test_numbers_import_from_a_file(
     again = await asyncio.to_thread(run)
     assert again.returncode == 1
     assert "already in a pool" in again.stderr
+
+
+def test_contract_documents_the_webhooks_and_the_calls_api() -> None:
+    spec = json.loads(render())
+    voice = spec["paths"]["/webhooks/cloudonix/voice"]
+    assert set(voice) == {"get", "post"}
+    assert "application/xml" in voice["post"]["responses"]["200"]["content"]
+    body = voice["post"]["requestBody"]["content"]
+    assert {"application/json", "application/x-www-form-urlencoded"} <= set(body)
+    assert "CallSid" in body["application/json"]["schema"]["properties"]
+    for path in ("/webhooks/cloudonix/session-update", "/webhooks/cloudonix/cdr"):
+        assert "401" in spec["paths"][path]["post"]["responses"]
+    assert spec["paths"]["/v1/calls"]["get"]["operationId"] == "list_calls"
+    assert not [p for p in spec["paths"] if p.startswith("/emulator")]
+
+
+def test_emulator_command_refuses_to_start_without_its_secrets(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from app.settings import get_settings
+
+    for name in (
+        "CALLTRACK_WEBHOOK_TOKEN",
+        "CALLTRACK_EMULATOR_API_KEY",
+        "CALLTRACK_CLOUDONIX_API_KEY",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    get_settings.cache_clear()
+    try:
+        assert main(["emulator", "--port", "1"]) == 2
+    finally:
+        get_settings.cache_clear()
+    assert "CALLTRACK_WEBHOOK_TOKEN" in capsys.readouterr().err
