@@ -35,10 +35,9 @@ class Attribution:
     campaign: str | None = None
 
 
-async def _from_session(
-    db: AsyncSession, method: Method, session_id: str, lease_id: int | None = None
+def _from_session(
+    method: Method, session_id: str, session: VisitorSession | None, lease_id: int | None = None
 ) -> Attribution:
-    session = await db.get(VisitorSession, session_id)
     if session is None:  # only if sessions were purged; keep the link, lose the context
         return Attribution(method=method, session_id=session_id, lease_id=lease_id)
     channel = channel_of(session)
@@ -58,14 +57,15 @@ async def attribute(
     """Attribute a call on `route`'s number from `caller` that started at `started_at`."""
     if route is not None:
         found = await calls.lease_at(db, number_id=route.number_id, at=started_at)
-        if found is not None:
-            lease, window = found
-            if started_at < lease.ends_at + timedelta(seconds=window):
-                return await _from_session(db, Method.DNI, lease.session_id, lease.id)
+        if found is not None and started_at < found.ends_at + timedelta(
+            seconds=found.match_window_seconds
+        ):
+            return _from_session(Method.DNI, found.session_id, found.session, found.lease_id)
     if caller is not None:
         known = await calls.latest_session_of_caller(db, caller=caller, before=started_at)
         if known is not None:
-            return await _from_session(db, Method.CALLER_ID, known[0])
+            session = await db.get(VisitorSession, known[0])
+            return _from_session(Method.CALLER_ID, known[0], session)
     if route is not None and route.source is not None:
         return Attribution(
             method=Method.SOURCE,

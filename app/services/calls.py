@@ -96,6 +96,14 @@ def caller_e164(raw: str | None, region: str) -> str | None:
         return None
 
 
+@dataclass(frozen=True)
+class Recorded:
+    """A call as `record` left it."""
+
+    attribution: str
+    created: bool
+
+
 async def record(
     db: AsyncSession,
     *,
@@ -109,11 +117,13 @@ async def record(
     started_at: datetime,
     route: NumberRoute | None,
     now: datetime,
-) -> tuple[Call, bool]:
-    """Store the call once, attributed at its start; (the call, whether it is new)."""
-    existing = await calls.get_by_provider_id(db, provider=provider, call_id=call_id)
-    if existing is not None:
-        return existing, False
+    forwarded_to: str | None = None,
+) -> Recorded:
+    """Store the call once, attributed at its start.
+
+    A new call is the common case, so it is attributed and inserted straight away; a
+    repeated delivery finds the insert refused by the unique call id and keeps the first.
+    """
     found = await attribute(db, route=route, caller=caller, started_at=started_at)
     first_time = (
         None
@@ -138,15 +148,22 @@ async def record(
             "source": found.source,
             "medium": found.medium,
             "campaign": found.campaign,
+            "forwarded_to": forwarded_to,
             "status": CallState.RINGING.value,
             "started_at": started_at,
             "created_at": now,
             "updated_at": now,
         },
     )
-    stored = await calls.get_by_provider_id(db, provider=provider, call_id=call_id)
-    assert stored is not None  # inserted above, or by a concurrent delivery of the same call
-    return stored, created
+    if created:
+        return Recorded(attribution=found.method.value, created=True)
+    stored = await calls.attribution_of(db, provider=provider, call_id=call_id)
+    assert stored is not None  # the insert was refused because this row exists
+    if forwarded_to is not None:  # the call was first seen in an event without routing
+        await calls.fill_forwarded_to(
+            db, provider=provider, call_id=call_id, forwarded_to=forwarded_to
+        )
+    return Recorded(attribution=stored, created=False)
 
 
 # How the forwarded leg failed -> the call's state. The caller's own leg may still be
@@ -213,19 +230,21 @@ async def apply_progress(
         return None, False
     created = False
     if call is None:
-        _, created = await record(
-            db,
-            provider=provider,
-            call_id=event.call_id,
-            from_number=number_text(event.from_number, region),
-            caller=caller_e164(event.from_number, region),
-            to_number=number_text(event.to_number, region),
-            caller_name=None,
-            direction=event.direction,
-            started_at=event.started_at or event.received_at,
-            route=route,
-            now=now,
-        )
+        created = (
+            await record(
+                db,
+                provider=provider,
+                call_id=event.call_id,
+                from_number=number_text(event.from_number, region),
+                caller=caller_e164(event.from_number, region),
+                to_number=number_text(event.to_number, region),
+                caller_name=None,
+                direction=event.direction,
+                started_at=event.started_at or event.received_at,
+                route=route,
+                now=now,
+            )
+        ).created
         call = await calls.get_for_update(db, provider=provider, call_id=event.call_id)
         assert call is not None
     _advance(call, event)
@@ -262,20 +281,22 @@ async def apply_dial_result(
         return False, False
     created = False
     if call is None:
-        _, created = await record(
-            db,
-            provider=provider,
-            call_id=result.call_id,
-            from_number=number_text(result.from_number, region),
-            caller=caller_e164(result.from_number, region),
-            to_number=number_text(result.to_number, region),
-            caller_name=None,
-            direction=result.direction,
-            # The dial has ended by now; its own length is the best guess of the start.
-            started_at=result.received_at - timedelta(seconds=result.dial_seconds),
-            route=route,
-            now=now,
-        )
+        created = (
+            await record(
+                db,
+                provider=provider,
+                call_id=result.call_id,
+                from_number=number_text(result.from_number, region),
+                caller=caller_e164(result.from_number, region),
+                to_number=number_text(result.to_number, region),
+                caller_name=None,
+                direction=result.direction,
+                # The dial has ended by now; its own length is the best guess of the start.
+                started_at=result.received_at - timedelta(seconds=result.dial_seconds),
+                route=route,
+                now=now,
+            )
+        ).created
         call = await calls.get_for_update(db, provider=provider, call_id=result.call_id)
         assert call is not None
     call.dial_status = result.status[:16]

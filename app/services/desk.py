@@ -154,19 +154,22 @@ class CallDesk:
         to = calls.number_text(raw, self._region())
         if to is None or direction not in calls.CREATES_CALLS:
             return None
+        # Always the database when it answers: another server may have changed the pool,
+        # and the table would not know for up to a refresh period.
         route = await calls_repo.route_of(db, to)
         if route is not None:
             self.routing.put(route)
         return route
 
-    def _counted(self, call: Call | None, created: bool) -> None:
-        if created and call is not None:
-            self._metrics.calls.labels(attribution=call.attribution).inc()
+    def _counted(self, attribution: str, created: bool) -> None:
+        if created:
+            self._metrics.calls.labels(attribution=attribution).inc()
 
     async def _record_inbound(self, db: AsyncSession, call: InboundCall) -> Decision:
         route = await self._route(db, call.to_number, "inbound")
         caller = calls.caller_e164(call.from_number, self._region())
-        stored, created = await calls.record(
+        decision = self._decide(route, caller)
+        stored = await calls.record(
             db,
             provider=self.provider,
             call_id=call.call_id,
@@ -179,12 +182,9 @@ class CallDesk:
             started_at=call.received_at,
             route=route,
             now=self._clock(),
+            forwarded_to=decision.destination if isinstance(decision, Forward) else None,
         )
-        decision = self._decide(route, caller)
-        if isinstance(decision, Forward) and stored.forwarded_to is None:
-            stored.forwarded_to = decision.destination
-            await db.flush()
-        self._counted(stored, created)
+        self._counted(stored.attribution, stored.created)
         return decision
 
     def _waiting(self, call_id: str) -> bool:
@@ -226,7 +226,8 @@ class CallDesk:
             route=route,
             now=self._clock(),
         )
-        self._counted(call, created)
+        if call is not None:
+            self._counted(call.attribution, created)
 
     async def _apply_dial(self, db: AsyncSession, result: DialResult) -> None:
         route = await self._route(db, result.to_number, result.direction)
@@ -239,10 +240,10 @@ class CallDesk:
             now=self._clock(),
         )
         if created:
-            stored = await calls_repo.get_by_provider_id(
+            stored = await calls_repo.attribution_of(
                 db, provider=self.provider, call_id=result.call_id
             )
-            self._counted(stored, created)
+            self._counted(stored or "unattributed", created)
 
     async def _apply_or_defer(
         self, item: Pending, work: Callable[[AsyncSession], Awaitable[None]]

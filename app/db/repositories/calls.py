@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, exists, or_, select
+from sqlalchemy import ColumnElement, and_, exists, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -64,21 +64,41 @@ async def routes_after(db: AsyncSession, *, after_id: int, limit: int) -> list[N
     return [_route(row) for row in await db.execute(stmt)]
 
 
-async def lease_at(db: AsyncSession, *, number_id: int, at: datetime) -> tuple[Lease, int] | None:
-    """The latest lease of the number that started at or before `at`, and the match window
-    of the pool it was leased from (a number may have moved pools since).
+@dataclass(frozen=True)
+class LeaseAt:
+    """The lease that may cover a call, its pool's match window, and its visit."""
+
+    lease_id: int
+    ends_at: datetime
+    match_window_seconds: int
+    session_id: str
+    session: VisitorSession | None
+
+
+async def lease_at(db: AsyncSession, *, number_id: int, at: datetime) -> LeaseAt | None:
+    """The latest lease of the number that started at or before `at`, with the match window
+    of the pool it was leased from (a number may have moved pools since) and its visit.
 
     Leases of one number never overlap, so this is the only one that can cover `at`.
     """
     stmt = (
-        select(Lease, Pool.match_window_seconds)
+        select(Lease.id, Lease.ends_at, Pool.match_window_seconds, Lease.session_id, VisitorSession)
         .join(Pool, Pool.id == Lease.pool_id)
+        .outerjoin(VisitorSession, VisitorSession.id == Lease.session_id)
         .where(Lease.number_id == number_id, Lease.started_at <= at)
         .order_by(Lease.started_at.desc())
         .limit(1)
     )
     row = (await db.execute(stmt)).first()
-    return (row[0], int(row[1])) if row is not None else None
+    if row is None:
+        return None
+    return LeaseAt(
+        lease_id=int(row[0]),
+        ends_at=row[1],
+        match_window_seconds=int(row[2]),
+        session_id=str(row[3]),
+        session=row[4],
+    )
 
 
 async def latest_session_of_caller(
@@ -130,6 +150,29 @@ async def insert_call(db: AsyncSession, values: Mapping[str, Any]) -> bool:
     )
     result = await db.execute(stmt)
     return bool(getattr(result, "rowcount", 0))
+
+
+async def fill_forwarded_to(
+    db: AsyncSession, *, provider: str, call_id: str, forwarded_to: str
+) -> None:
+    """Set where the call was forwarded, unless already known."""
+    await db.execute(
+        update(Call)
+        .where(
+            Call.provider == provider,
+            Call.provider_call_id == call_id,
+            Call.forwarded_to.is_(None),
+        )
+        .values(forwarded_to=forwarded_to)
+    )
+
+
+async def attribution_of(db: AsyncSession, *, provider: str, call_id: str) -> str | None:
+    """How a stored call was attributed, if it is stored."""
+    stmt = select(Call.attribution).where(
+        Call.provider == provider, Call.provider_call_id == call_id
+    )
+    return (await db.execute(stmt)).scalar_one_or_none()
 
 
 async def get_for_update(db: AsyncSession, *, provider: str, call_id: str) -> Call | None:
