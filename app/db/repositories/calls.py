@@ -7,11 +7,25 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, exists, or_, select, update
+from sqlalchemy import ColumnElement, and_, bindparam, exists, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.db.base import UTCDateTime
 from app.db.models import Call, CallEvent, Lease, Pool, TrackingNumber, VisitorSession
+
+# What a visit's marketing channel is made of (app.services.marketing reads these).
+CHANNEL_FIELDS = (
+    "utm_source",
+    "utm_medium",
+    "utm_campaign",
+    "gclid",
+    "gbraid",
+    "wbraid",
+    "msclkid",
+    "fbclid",
+    "referrer",
+)
 
 
 @dataclass(frozen=True)
@@ -52,9 +66,15 @@ def _route(row: Sequence[Any]) -> NumberRoute:
     return NumberRoute(*row)
 
 
+# The voice webhook's statements are built once: building a statement costs more Python
+# than running it, and Core statements on the session's connection skip the ORM's layer.
+_ROUTE_OF = _ROUTE.where(TrackingNumber.e164 == bindparam("e164"))
+
+
 async def route_of(db: AsyncSession, e164: str) -> NumberRoute | None:
     """The number (active or retired) and its pool's call settings."""
-    row = (await db.execute(_ROUTE.where(TrackingNumber.e164 == e164))).first()
+    conn = await db.connection()
+    row = (await conn.execute(_ROUTE_OF, {"e164": e164})).first()
     return _route(row) if row is not None else None
 
 
@@ -75,29 +95,43 @@ class LeaseAt:
     session: VisitorSession | None
 
 
+_LEASE_AT = (
+    select(
+        Lease.id,
+        Lease.ends_at,
+        Pool.match_window_seconds,
+        Lease.session_id,
+        *[getattr(VisitorSession, name) for name in CHANNEL_FIELDS],
+    )
+    .join(Pool, Pool.id == Lease.pool_id)
+    .outerjoin(VisitorSession, VisitorSession.id == Lease.session_id)
+    .where(
+        Lease.number_id == bindparam("number_id"),
+        Lease.started_at <= bindparam("at", type_=UTCDateTime()),
+    )
+    .order_by(Lease.started_at.desc())
+    .limit(1)
+)
+
+
 async def lease_at(db: AsyncSession, *, number_id: int, at: datetime) -> LeaseAt | None:
     """The latest lease of the number that started at or before `at`, with the match window
     of the pool it was leased from (a number may have moved pools since) and its visit.
 
     Leases of one number never overlap, so this is the only one that can cover `at`.
     """
-    stmt = (
-        select(Lease.id, Lease.ends_at, Pool.match_window_seconds, Lease.session_id, VisitorSession)
-        .join(Pool, Pool.id == Lease.pool_id)
-        .outerjoin(VisitorSession, VisitorSession.id == Lease.session_id)
-        .where(Lease.number_id == number_id, Lease.started_at <= at)
-        .order_by(Lease.started_at.desc())
-        .limit(1)
-    )
-    row = (await db.execute(stmt)).first()
+    conn = await db.connection()
+    row = (await conn.execute(_LEASE_AT, {"number_id": number_id, "at": at})).first()
     if row is None:
         return None
+    channel = dict(zip(CHANNEL_FIELDS, row[4:], strict=True))
     return LeaseAt(
         lease_id=int(row[0]),
         ends_at=row[1],
         match_window_seconds=int(row[2]),
         session_id=str(row[3]),
-        session=row[4],
+        # A detached copy carrying only what the channel needs (no ORM identity to track).
+        session=VisitorSession(id=row[3], **channel),
     )
 
 
@@ -129,10 +163,19 @@ async def latest_session_of_caller(
     return max(found, key=lambda item: item[1]) if found else None
 
 
+_CALLED_BEFORE = select(
+    exists().where(
+        Call.from_number == bindparam("caller"),
+        Call.started_at < bindparam("before", type_=UTCDateTime()),
+    )
+)
+
+
 async def called_before(db: AsyncSession, *, caller: str, before: datetime) -> bool:
     """Whether this caller made any call that started before `before`."""
-    stmt = select(exists().where(Call.from_number == caller, Call.started_at < before))
-    return bool((await db.execute(stmt)).scalar_one())
+    conn = await db.connection()
+    result = await conn.execute(_CALLED_BEFORE, {"caller": caller, "before": before})
+    return bool(result.scalar_one())
 
 
 def _insert(db: AsyncSession, model: type[Any]) -> Any:
@@ -141,15 +184,19 @@ def _insert(db: AsyncSession, model: type[Any]) -> Any:
     return module.insert(model)
 
 
+_INSERT_CALL = {
+    dialect: module.insert(Call).on_conflict_do_nothing(
+        index_elements=["provider", "provider_call_id"]
+    )
+    for dialect, module in (("postgresql", postgresql), ("sqlite", sqlite))
+}
+
+
 async def insert_call(db: AsyncSession, values: Mapping[str, Any]) -> bool:
     """Store a new call; False when the provider's call id is already stored."""
-    stmt = (
-        _insert(db, Call)
-        .values(**values)
-        .on_conflict_do_nothing(index_elements=["provider", "provider_call_id"])
-    )
-    result = await db.execute(stmt)
-    return bool(getattr(result, "rowcount", 0))
+    conn = await db.connection()
+    result = await conn.execute(_INSERT_CALL[conn.dialect.name], dict(values))
+    return bool(result.rowcount)
 
 
 async def fill_forwarded_to(
