@@ -45,7 +45,7 @@ UNAVAILABLE: tuple[type[BaseException], ...] = (
     ConnectionError,
 )
 MAX_PENDING = 10_000
-ROUTE_CHUNK = 2_000
+ROUTE_CHUNK = 500
 
 
 def _sqlstate(exc: DBAPIError) -> str | None:
