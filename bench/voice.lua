@@ -1,11 +1,12 @@
 -- wrk script of bench/voice_bench.py: Cloudonix voice-application webhooks, closed loop.
 --
--- Arguments (after `--`): max_requests_per_thread run_tag mode replay_set seed
+-- Arguments (after `--`): max_requests_per_thread run_tag mode replay_set seed threads
 --   max_requests_per_thread: every thread stops after that many answers (a bound on top of -d)
 --   run_tag: goes into every CallSid, so that each run's calls can be found in the database
 --   mode: "new" (every request a new call: a CallSid never used before) or "replay" (the
---     CallSids "vb<tag>r0" .. "vb<tag>r<replay_set - 1>", repeated: the idempotent path)
+--     CallSids "vb<tag>r0" .. "vb<tag>r<replay_set - 1>" in turn: the idempotent path)
 --   seed: the random seed (each thread adds its own number to it)
+--   threads: how many threads wrk runs (-t), to split the replay set between them
 -- Environment:
 --   WRK_PORTS="18201 18202": thread i talks to 127.0.0.1:ports[i % #ports] (one thread per
 --     server process, so the connections are split evenly)
@@ -49,6 +50,7 @@ function init(args)
    mode = args[3] or "new"
    replay_set = tonumber(args[4]) or 1000
    local seed = tonumber(args[5]) or os.time()
+   threads_total = tonumber(args[6]) or 1
    math.randomseed(seed + (thread_id or 0) * 1000003)
    to_numbers = read_lines(os.getenv("VB_TO_FILE"))
    repeat_callers = read_lines(os.getenv("VB_REPEAT_FILE"))
@@ -69,7 +71,10 @@ function request()
    sent = sent + 1
    local sid
    if mode == "replay" then
-      sid = "vb" .. tag .. "r" .. tostring(math.random(replay_set) - 1)
+      -- Thread i takes the CallSids i, i + threads, i + 2 * threads, ...: the first pass
+      -- over the set stores each call once, every later request is a replay.
+      local index = ((thread_id - 1) + (sent - 1) * threads_total) % replay_set
+      sid = "vb" .. tag .. "r" .. tostring(index)
    else
       sid = "vb" .. tag .. "t" .. tostring(thread_id) .. "n" .. tostring(sent)
    end

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import ColumnElement, and_, bindparam, exists, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -28,8 +28,7 @@ CHANNEL_FIELDS = (
 )
 
 
-@dataclass(frozen=True)
-class NumberRoute:
+class NumberRoute(NamedTuple):
     """A tracking number and what its pool says about calls to it."""
 
     number_id: int
