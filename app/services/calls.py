@@ -201,6 +201,55 @@ def _advance(call: Call, event: Progress) -> None:
         call.talk_seconds = max(0, round((call.ended_at - call.answered_at).total_seconds()))
 
 
+async def _event_call(
+    db: AsyncSession,
+    *,
+    provider: str,
+    call_id: str,
+    key: str,
+    kind: str,
+    status: str,
+    direction: str,
+    from_number: str | None,
+    to_number: str | None,
+    started_at: datetime,
+    region: str,
+    route: NumberRoute | None,
+    now: datetime,
+) -> tuple[Call | None, bool]:
+    """Remember an event once and lock its call; (the call or None, whether it was created).
+
+    None: the event was seen before, or belongs to a call of another direction that we do
+    not know (not remembered then, so it applies once the call exists). An inbound call
+    first seen in an event is recorded from it.
+    """
+    call = await calls.get_for_update(db, provider=provider, call_id=call_id)
+    if call is None and direction not in CREATES_CALLS:
+        return None, False
+    if not await calls.insert_event(
+        db, call_id=call_id, key=key, kind=kind, status=status, now=now
+    ):
+        return None, False
+    if call is not None:
+        return call, False
+    recorded = await record(
+        db,
+        provider=provider,
+        call_id=call_id,
+        from_number=number_text(from_number, region),
+        caller=caller_e164(from_number, region),
+        to_number=number_text(to_number, region),
+        caller_name=None,
+        direction=direction,
+        started_at=started_at,
+        route=route,
+        now=now,
+    )
+    call = await calls.get_for_update(db, provider=provider, call_id=call_id)
+    assert call is not None
+    return call, recorded.created
+
+
 async def apply_progress(
     db: AsyncSession,
     *,
@@ -210,43 +259,24 @@ async def apply_progress(
     route: NumberRoute | None,
     now: datetime,
 ) -> tuple[Call | None, bool]:
-    """Apply a session update or CDR once; (the call, whether this event created it).
-
-    An inbound call first seen here is recorded from the event; an event of another
-    direction for a call we do not know is ignored, and not remembered, so it can apply
-    once the call exists.
-    """
-    call = await calls.get_for_update(db, provider=provider, call_id=event.call_id)
-    if call is None and event.direction not in CREATES_CALLS:
-        return None, False
-    if not await calls.insert_event(
+    """Apply a session update or CDR once; (the call, whether this event created it)."""
+    call, created = await _event_call(
         db,
+        provider=provider,
         call_id=event.call_id,
         key=event.event_key,
         kind=event.kind,
         status=event.state.value,
+        direction=event.direction,
+        from_number=event.from_number,
+        to_number=event.to_number,
+        started_at=event.started_at or event.received_at,
+        region=region,
+        route=route,
         now=now,
-    ):
-        return None, False
-    created = False
+    )
     if call is None:
-        created = (
-            await record(
-                db,
-                provider=provider,
-                call_id=event.call_id,
-                from_number=number_text(event.from_number, region),
-                caller=caller_e164(event.from_number, region),
-                to_number=number_text(event.to_number, region),
-                caller_name=None,
-                direction=event.direction,
-                started_at=event.started_at or event.received_at,
-                route=route,
-                now=now,
-            )
-        ).created
-        call = await calls.get_for_update(db, provider=provider, call_id=event.call_id)
-        assert call is not None
+        return None, False
     _advance(call, event)
     call.updated_at = now
     await db.flush()
@@ -265,40 +295,26 @@ async def apply_dial_result(
     """Remember how the forwarded leg ended; (applied, whether it created the call).
 
     The dial action repeats the call's own fields, so a call not stored yet (its voice
-    request still queued after a database outage) is recorded from them first.
+    request lost) is recorded from them.
     """
-    call = await calls.get_for_update(db, provider=provider, call_id=result.call_id)
-    if call is None and result.direction not in CREATES_CALLS:
-        return False, False
-    if not await calls.insert_event(
+    call, created = await _event_call(
         db,
+        provider=provider,
         call_id=result.call_id,
         key=f"dial:{result.status}",
         kind="dial",
         status=result.status,
+        direction=result.direction,
+        from_number=result.from_number,
+        to_number=result.to_number,
+        # The dial has ended by now; its own length is the best guess of the start.
+        started_at=result.received_at - timedelta(seconds=result.dial_seconds),
+        region=region,
+        route=route,
         now=now,
-    ):
-        return False, False
-    created = False
+    )
     if call is None:
-        created = (
-            await record(
-                db,
-                provider=provider,
-                call_id=result.call_id,
-                from_number=number_text(result.from_number, region),
-                caller=caller_e164(result.from_number, region),
-                to_number=number_text(result.to_number, region),
-                caller_name=None,
-                direction=result.direction,
-                # The dial has ended by now; its own length is the best guess of the start.
-                started_at=result.received_at - timedelta(seconds=result.dial_seconds),
-                route=route,
-                now=now,
-            )
-        ).created
-        call = await calls.get_for_update(db, provider=provider, call_id=result.call_id)
-        assert call is not None
+        return False, False
     call.dial_status = result.status[:16]
     failure = DIAL_FAILURES.get(call.dial_status)
     if failure is not None:

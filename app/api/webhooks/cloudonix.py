@@ -20,6 +20,7 @@ from app.api.deps import StateDep, bearer_token
 from app.errors import Forbidden, InvalidInput, Unauthorized, WebhooksDisabled, invalid_input
 from app.providers.voice import cxml
 from app.providers.voice.base import CallState
+from app.providers.voice.cloudonix import map_status
 from app.schemas.cloudonix import Cdr, SessionUpdate, VoiceRequest
 from app.schemas.problem import problem_responses
 from app.services.calls import DialResult, InboundCall, Progress
@@ -31,23 +32,6 @@ router = APIRouter(prefix="/webhooks/cloudonix", tags=["webhooks"])
 MAX_BODY = 64 * 1024
 XML = "application/xml"
 _NOT_ANSWERED = "Sorry, nobody could take your call right now. Please try again later."
-_STATES = {
-    "new": CallState.RINGING,
-    "processing": CallState.RINGING,
-    "ringing": CallState.RINGING,
-    "connected": CallState.ANSWERED,
-    "answer": CallState.ANSWERED,
-    "answered": CallState.ANSWERED,
-    "completed": CallState.COMPLETED,
-    "busy": CallState.BUSY,
-    "noanswer": CallState.NO_ANSWER,
-    "no-answer": CallState.NO_ANSWER,
-    "cancel": CallState.CANCELED,
-    "canceled": CallState.CANCELED,
-    "nocredit": CallState.FAILED,
-    "error": CallState.FAILED,
-    "failed": CallState.FAILED,
-}
 _DISPOSITIONS = {
     "ANSWER": CallState.COMPLETED,
     "ANSWERED": CallState.COMPLETED,
@@ -288,9 +272,10 @@ def _on_our_clock(received_at: datetime, *times_ms: int | None) -> tuple[datetim
 
 
 def _progress(update: SessionUpdate, received_at: datetime) -> Progress:
-    state = _STATES.get(update.status.lower(), CallState.RINGING)
-    if update.call_end_time and not state.final:
-        state = CallState.COMPLETED if update.call_answer_time else CallState.FAILED
+    # The adapter's reading of Cloudonix statuses, so both sides agree on what they mean.
+    state = map_status(
+        update.status, answered=bool(update.call_answer_time), ended=bool(update.call_end_time)
+    )
     # Without an eventId the update is known by what it says, not by `id` (which may be
     # the same for every update of a session).
     key = update.event_id or (
