@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -23,8 +22,7 @@ from app.errors import install_error_handlers
 from app.metrics import Metrics
 from app.middleware import AccessMiddleware, EmulatorGuard
 from app.providers.voice.base import VoiceProvider
-from app.providers.voice.cloudonix import CloudonixProvider, build_cloudonix
-from app.providers.voice.pacing import Pacer
+from app.providers.voice.cloudonix import build_cloudonix
 from app.services.desk import CallDesk
 from app.services.pools import PoolCache
 from app.settings import Settings, get_settings
@@ -36,21 +34,12 @@ def _operation_id(route: APIRoute) -> str:
     return route.name
 
 
-_log = logging.getLogger("calltrack")
-
-
 def _voice(settings: Settings, http: httpx.AsyncClient, emulator_key: str) -> VoiceProvider:
     if settings.voice_provider == "cloudonix":
         return build_cloudonix(settings, http)
     # The adapter is the production one; only its address and key point at the emulator.
-    return CloudonixProvider(
-        http,
-        base_url=_own_url(settings) + "/emulator",
-        domain=settings.voice_domain,
-        api_key=emulator_key,
-        pacer=Pacer(settings.cloudonix_rate_requests, settings.cloudonix_rate_period),
-        max_attempts=settings.cloudonix_max_attempts,
-        timeout=settings.cloudonix_timeout,
+    return build_cloudonix(
+        settings, http, base_url=_own_url(settings) + "/emulator", api_key=emulator_key
     )
 
 

@@ -7,7 +7,7 @@ from functools import lru_cache
 from typing import Annotated, Literal
 
 import phonenumbers
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 _RATE_RE = re.compile(r"^\s*(\d+)\s*/\s*(second|minute|hour|day)\s*$")
@@ -86,24 +86,15 @@ class Settings(BaseSettings):
             raise ValueError(f"unknown region {value!r}")
         return region
 
-    @field_validator("admin_token")
+    @field_validator("admin_token", "webhook_token")
     @classmethod
-    def _token(cls, value: SecretStr | None) -> SecretStr | None:
+    def _token(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
         if value is None or value.get_secret_value() == "":
             return None
         raw = value.get_secret_value()
         if raw.lower() in _PLACEHOLDER_TOKENS or len(raw) < 16:
-            raise ValueError("admin token must be a random string of at least 16 characters")
-        return value
-
-    @field_validator("webhook_token")
-    @classmethod
-    def _webhook_token(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is None or value.get_secret_value() == "":
-            return None
-        raw = value.get_secret_value()
-        if raw.lower() in _PLACEHOLDER_TOKENS or len(raw) < 16:
-            raise ValueError("webhook token must be a random string of at least 16 characters")
+            name = str(info.field_name).replace("_", " ")
+            raise ValueError(f"{name} must be a random string of at least 16 characters")
         return value
 
     @field_validator("default_destination")

@@ -57,6 +57,17 @@ def bearer_token(request: Request) -> str | None:
     return token.strip()
 
 
+def check_bearer(request: Request, expected: str, *, what: str, realm: str) -> None:
+    """Refuse the request unless it bears `expected`, compared in constant time."""
+    presented = bearer_token(request)
+    if presented is None or not hmac.compare_digest(presented.encode(), expected.encode()):
+        raise Unauthorized(
+            f"a valid 'Authorization: Bearer <{what}>' header is required",
+            field="authorization",
+            headers={"WWW-Authenticate": f'Bearer realm="{realm}"'},
+        )
+
+
 async def require_admin(request: Request, state: StateDep) -> None:
     """Let the request through only with the configured admin token."""
     configured = state.settings.admin_token
@@ -64,14 +75,7 @@ async def require_admin(request: Request, state: StateDep) -> None:
         raise AdminDisabled(
             "the ops API is disabled: set CALLTRACK_ADMIN_TOKEN to enable it",
         )
-    presented = bearer_token(request)
-    expected = configured.get_secret_value().encode()
-    if presented is None or not hmac.compare_digest(presented.encode(), expected):
-        raise Unauthorized(
-            "a valid 'Authorization: Bearer <admin token>' header is required",
-            field="authorization",
-            headers={"WWW-Authenticate": 'Bearer realm="calltrack-ops"'},
-        )
+    check_bearer(request, configured.get_secret_value(), what="admin token", realm="calltrack-ops")
 
 
 AdminDep = Depends(require_admin)

@@ -291,8 +291,8 @@ async def apply_dial_result(
     region: str,
     route: NumberRoute | None,
     now: datetime,
-) -> tuple[bool, bool]:
-    """Remember how the forwarded leg ended; (applied, whether it created the call).
+) -> tuple[Call | None, bool]:
+    """Remember how the forwarded leg ended once; (the call, whether this result created it).
 
     The dial action repeats the call's own fields, so a call not stored yet (its voice
     request lost) is recorded from them.
@@ -314,7 +314,7 @@ async def apply_dial_result(
         now=now,
     )
     if call is None:
-        return False, False
+        return None, False
     call.dial_status = result.status[:16]
     failure = DIAL_FAILURES.get(call.dial_status)
     if failure is not None:
@@ -323,4 +323,4 @@ async def apply_dial_result(
         call.talk_seconds = 0
     call.updated_at = now
     await db.flush()
-    return True, created
+    return call, created

@@ -16,7 +16,8 @@ import asyncio
 import logging
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any, TypeVar
 
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
@@ -35,14 +36,13 @@ from app.settings import Settings
 
 T = TypeVar("T")
 _log = logging.getLogger("calltrack.voice")
-# Errors that mean "the database is not answering", as opposed to a bug of ours.
+# Errors that mean "the database is not answering", as opposed to a bug of ours. OSError
+# covers refused and reset connections and TimeoutError (our own deadline among them).
 UNAVAILABLE: tuple[type[BaseException], ...] = (
     OperationalError,
     InterfaceError,
     PoolTimeout,
-    TimeoutError,
     OSError,
-    ConnectionError,
 )
 MAX_PENDING = 10_000
 ROUTE_CHUNK = 500
@@ -73,17 +73,17 @@ def database_unavailable(exc: BaseException) -> bool:
         # connections"; 40001/40P01 serialization failure and deadlock: all transient.
         return state[:2] in {"08", "53", "57"} or state in {"55000", "40001", "40P01"}
     cause = exc.orig.__cause__ if exc.orig is not None else None
-    return isinstance(exc.orig, OSError) or isinstance(cause, OSError | TimeoutError)
+    return isinstance(exc.orig, OSError) or isinstance(cause, OSError)
 
 
 @dataclass(frozen=True)
 class Pending:
-    """An event the database could not take yet."""
+    """An event the database could not take yet, and the work that applies it."""
 
     kind: str
     call_id: str
     to_number: str | None
-    event: InboundCall | Progress | DialResult
+    work: Callable[[AsyncSession], Awaitable[object]]
 
 
 class CallDesk:
@@ -193,14 +193,17 @@ class CallDesk:
 
     async def answer(self, call: InboundCall) -> Decision:
         """Decide what the platform does with a call, recording it when the database allows."""
+        item = Pending(
+            "voice", call.call_id, call.to_number, partial(self._record_inbound, call=call)
+        )
         if self._waiting(call.call_id):
-            self._defer(Pending("voice", call.call_id, call.to_number, call), None)
+            self._defer(item, None)
         else:
             try:
-                return await self._txn(lambda db: self._record_inbound(db, call))
+                return await self._txn(partial(self._record_inbound, call=call))
             except Exception as exc:
                 if database_unavailable(exc):
-                    self._defer(Pending("voice", call.call_id, call.to_number, call), exc)
+                    self._defer(item, exc)
                 else:
                     _log.exception("voice webhook failed; forwarding from the routing table")
         to = calls.number_text(call.to_number, self._region())
@@ -208,12 +211,7 @@ class CallDesk:
         decision = self._decide(route, calls.caller_e164(call.from_number, self._region()))
         # The whisper is read from the stored call, which does not exist yet: skip it.
         if isinstance(decision, Forward) and decision.whisper:
-            decision = Forward(
-                destination=decision.destination,
-                caller_id=decision.caller_id,
-                record=decision.record,
-                tracked=decision.tracked,
-            )
+            decision = replace(decision, whisper=False)
         return decision
 
     async def _apply_progress(self, db: AsyncSession, event: Progress) -> None:
@@ -231,7 +229,7 @@ class CallDesk:
 
     async def _apply_dial(self, db: AsyncSession, result: DialResult) -> None:
         route = await self._route(db, result.to_number, result.direction)
-        _, created = await calls.apply_dial_result(
+        call, created = await calls.apply_dial_result(
             db,
             provider=self.provider,
             result=result,
@@ -239,20 +237,15 @@ class CallDesk:
             route=route,
             now=self._clock(),
         )
-        if created:
-            stored = await calls_repo.attribution_of(
-                db, provider=self.provider, call_id=result.call_id
-            )
-            self._counted(stored or "unattributed", created)
+        if call is not None:
+            self._counted(call.attribution, created)
 
-    async def _apply_or_defer(
-        self, item: Pending, work: Callable[[AsyncSession], Awaitable[None]]
-    ) -> bool:
+    async def _apply_or_defer(self, item: Pending) -> bool:
         if self._waiting(item.call_id):
             self._defer(item, None)
             return False
         try:
-            await self._txn(work)
+            await self._txn(item.work)
             return True
         except Exception as exc:
             if not database_unavailable(exc):
@@ -262,13 +255,22 @@ class CallDesk:
 
     async def progress(self, event: Progress) -> bool:
         """Apply a session update or CDR; False when it was queued for later."""
-        item = Pending(event.kind, event.call_id, event.to_number, event)
-        return await self._apply_or_defer(item, lambda db: self._apply_progress(db, event))
+        return await self._apply_or_defer(
+            Pending(
+                event.kind,
+                event.call_id,
+                event.to_number,
+                lambda db: self._apply_progress(db, event),
+            )
+        )
 
     async def dial_result(self, result: DialResult) -> bool:
         """Remember how the forwarded leg ended; False when it was queued for later."""
-        item = Pending("dial", result.call_id, result.to_number, result)
-        return await self._apply_or_defer(item, lambda db: self._apply_dial(db, result))
+        return await self._apply_or_defer(
+            Pending(
+                "dial", result.call_id, result.to_number, lambda db: self._apply_dial(db, result)
+            )
+        )
 
     async def whisper_text(self, call_id: str) -> str:
         """What the answering agent hears before the caller is connected."""
@@ -328,15 +330,6 @@ class CallDesk:
             },
         )
 
-    async def _replay(self, item: Pending) -> None:
-        event = item.event
-        if isinstance(event, InboundCall):
-            await self._txn(lambda db: self._record_inbound(db, event))
-        elif isinstance(event, Progress):
-            await self._txn(lambda db: self._apply_progress(db, event))
-        else:
-            await self._txn(lambda db: self._apply_dial(db, event))
-
     async def drain(self) -> int:
         """Replay queued events in order until one fails; returns how many were applied."""
         applied = 0
@@ -344,7 +337,7 @@ class CallDesk:
             while self.pending:
                 item = self.pending[0]
                 try:
-                    await self._replay(item)
+                    await self._txn(item.work)
                 except Exception as exc:
                     if database_unavailable(exc):
                         break

@@ -7,7 +7,6 @@ application answers CXML even when the database is down: a caller never hears si
 
 from __future__ import annotations
 
-import hmac
 import json
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -16,8 +15,8 @@ from urllib.parse import parse_qsl, urlencode
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ValidationError
 
-from app.api.deps import StateDep, bearer_token
-from app.errors import Forbidden, InvalidInput, Unauthorized, WebhooksDisabled, invalid_input
+from app.api.deps import StateDep, check_bearer
+from app.errors import Forbidden, InvalidInput, WebhooksDisabled, invalid_input
 from app.providers.voice import cxml
 from app.providers.voice.base import CallState
 from app.providers.voice.cloudonix import map_status
@@ -55,13 +54,7 @@ def _authenticate(request: Request, state: AppState) -> None:
     expected = state.webhook_token
     if expected is None:
         raise WebhooksDisabled("voice webhooks are disabled: set CALLTRACK_WEBHOOK_TOKEN")
-    presented = bearer_token(request)
-    if presented is None or not hmac.compare_digest(presented.encode(), expected.encode()):
-        raise Unauthorized(
-            "a valid 'Authorization: Bearer <webhook token>' header is required",
-            field="authorization",
-            headers={"WWW-Authenticate": 'Bearer realm="calltrack-webhooks"'},
-        )
+    check_bearer(request, expected, what="webhook token", realm="calltrack-webhooks")
 
 
 def _check_domain(state: AppState, *claimed: str | None) -> None:

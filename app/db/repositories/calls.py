@@ -177,25 +177,27 @@ async def called_before(db: AsyncSession, *, caller: str, before: datetime) -> b
     return bool(result.scalar_one())
 
 
-def _insert(db: AsyncSession, model: type[Any]) -> Any:
-    dialect = db.get_bind().dialect.name
-    module: Any = postgresql if dialect == "postgresql" else sqlite
-    return module.insert(model)
+def _insert_unless_there(model: type[Any], *keys: str) -> dict[str, Any]:
+    """INSERT ... ON CONFLICT (keys) DO NOTHING, built once per dialect."""
+    return {
+        dialect: module.insert(model).on_conflict_do_nothing(index_elements=list(keys))
+        for dialect, module in (("postgresql", postgresql), ("sqlite", sqlite))
+    }
 
 
-_INSERT_CALL = {
-    dialect: module.insert(Call).on_conflict_do_nothing(
-        index_elements=["provider", "provider_call_id"]
-    )
-    for dialect, module in (("postgresql", postgresql), ("sqlite", sqlite))
-}
+async def _inserted(db: AsyncSession, stmts: dict[str, Any], values: Mapping[str, Any]) -> bool:
+    conn = await db.connection()
+    result = await conn.execute(stmts[conn.dialect.name], dict(values))
+    return bool(result.rowcount)
+
+
+_INSERT_CALL = _insert_unless_there(Call, "provider", "provider_call_id")
+_INSERT_EVENT = _insert_unless_there(CallEvent, "provider_call_id", "event_key")
 
 
 async def insert_call(db: AsyncSession, values: Mapping[str, Any]) -> bool:
     """Store a new call; False when the provider's call id is already stored."""
-    conn = await db.connection()
-    result = await conn.execute(_INSERT_CALL[conn.dialect.name], dict(values))
-    return bool(result.rowcount)
+    return await _inserted(db, _INSERT_CALL, values)
 
 
 async def fill_forwarded_to(
@@ -235,13 +237,14 @@ async def insert_event(
     db: AsyncSession, *, call_id: str, key: str, kind: str, status: str | None, now: datetime
 ) -> bool:
     """Remember an event; False when the same event was applied before."""
-    stmt = (
-        _insert(db, CallEvent)
-        .values(provider_call_id=call_id, event_key=key, kind=kind, status=status, received_at=now)
-        .on_conflict_do_nothing(index_elements=["provider_call_id", "event_key"])
-    )
-    result = await db.execute(stmt)
-    return bool(getattr(result, "rowcount", 0))
+    values = {
+        "provider_call_id": call_id,
+        "event_key": key,
+        "kind": kind,
+        "status": status,
+        "received_at": now,
+    }
+    return await _inserted(db, _INSERT_EVENT, values)
 
 
 @dataclass(frozen=True)

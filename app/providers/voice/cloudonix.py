@@ -350,9 +350,20 @@ class CloudonixProvider:
         return text
 
 
-def build_cloudonix(settings: Settings, client: httpx.AsyncClient) -> CloudonixProvider:
-    """The Cloudonix provider described by the CALLTRACK_CLOUDONIX_* settings."""
-    if settings.cloudonix_api_key is None:
+def build_cloudonix(
+    settings: Settings,
+    client: httpx.AsyncClient,
+    *,
+    base_url: str | None = None,
+    api_key: str | None = None,
+) -> CloudonixProvider:
+    """The Cloudonix provider described by the CALLTRACK_CLOUDONIX_* settings.
+
+    `base_url` and `api_key` override the settings' (the built-in emulator's address and key).
+    """
+    configured = settings.cloudonix_api_key
+    key = api_key or (configured.get_secret_value() if configured is not None else None)
+    if key is None:
         raise ValueError("CALLTRACK_CLOUDONIX_API_KEY is not set")
     period = settings.cloudonix_rate_period
     pacer = Pacer(
@@ -363,9 +374,9 @@ def build_cloudonix(settings: Settings, client: httpx.AsyncClient) -> CloudonixP
     )
     return CloudonixProvider(
         client,
-        base_url=settings.cloudonix_base_url,
+        base_url=base_url or settings.cloudonix_base_url,
         domain=settings.voice_domain,
-        api_key=settings.cloudonix_api_key.get_secret_value(),
+        api_key=key,
         pacer=pacer,
         max_attempts=settings.cloudonix_max_attempts,
         timeout=settings.cloudonix_timeout,
