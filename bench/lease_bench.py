@@ -27,7 +27,6 @@ import secrets
 import shutil
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -47,6 +46,10 @@ from app.db.repositories import leases as leases_repo
 from app.db.repositories.leases import _PG_CLAIM
 from app.db.session import make_engine, make_sessionmaker
 from app.services import pools as pool_service
+from bench.common import log as _log
+from bench.common import median as _median
+from bench.common import terminate as _terminate
+from bench.common import wrk_json as _wrk_json
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
@@ -564,14 +567,6 @@ def _counter_delta(before: dict[str, int], after: dict[str, int]) -> dict[str, i
     return {k: after[k] - before[k] for k in before}
 
 
-def _wrk_json(stdout: str) -> dict[str, Any]:
-    for line in stdout.splitlines():
-        if line.startswith("BENCHJSON "):
-            parsed: dict[str, Any] = json.loads(line[len("BENCHJSON ") :])
-            return parsed
-    raise RuntimeError(f"wrk printed no result:\n{stdout}")
-
-
 def run_wrk(
     cfg: Config,
     servers: Servers,
@@ -896,10 +891,6 @@ def warm_pgbench(cfg: Config, pool_id: int, clients: int, seconds: int) -> None:
 # ---------------------------------------------------------------------------- the runs
 
 
-def _log(message: str) -> None:
-    print(f"[{datetime.now().strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
 def machine_load() -> dict[str, Any]:
     """Load averages and the busiest other processes, to tell a shared machine."""
     load1, load5, load15 = os.getloadavg()
@@ -1046,10 +1037,6 @@ def soak(cfg: Config) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------- summary
-
-
-def _median(values: Sequence[float]) -> float:
-    return float(statistics.median(values)) if values else 0.0
 
 
 def summarise(result: dict[str, Any]) -> str:
@@ -1274,10 +1261,6 @@ def _app_changes() -> str:
         cwd=REPO,
     )
     return done.stdout.strip()
-
-
-def _terminate(signum: int, _frame: object) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def _git_rev() -> str:

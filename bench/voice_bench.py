@@ -67,6 +67,10 @@ from app.services.attribution import attribute
 from app.services.calls import InboundCall
 from app.services.desk import CallDesk
 from app.settings import Settings
+from bench.common import log as _log
+from bench.common import median as _median
+from bench.common import terminate as _terminate
+from bench.common import wrk_json as _wrk_json
 from bench.lease_bench import (
     Servers,
     _percentile,
@@ -777,14 +781,6 @@ class Run:
                 k: round(self.cpu[k] / self.calls_per_s * 1000, 3)
                 for k in ("servers", "postgres", "generator")
             }
-
-
-def _wrk_json(stdout: str) -> dict[str, Any]:
-    for line in stdout.splitlines():
-        if line.startswith("BENCHJSON "):
-            parsed: dict[str, Any] = json.loads(line[len("BENCHJSON ") :])
-            return parsed
-    raise RuntimeError(f"wrk printed no result:\n{stdout}")
 
 
 def run_wrk(
@@ -1617,10 +1613,6 @@ def summarise_profile(out: Path) -> None:
 # ---------------------------------------------------------------------------- summary
 
 
-def _median(values: Sequence[float]) -> float:
-    return float(statistics.median(values)) if values else 0.0
-
-
 def _spread(values: Sequence[float], fmt: str = "{:.1f}") -> str:
     return ", ".join(fmt.format(v) for v in values)
 
@@ -1816,14 +1808,6 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
     if ns.repeat_callers > 790_000:
         parser.error("at most 790,000 repeat callers (+1 646 201..999 XXXX)")
     return Config(**vars(ns))
-
-
-def _log(message: str) -> None:
-    print(f"[{datetime.now().strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-def _terminate(signum: int, _frame: object) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def _git(*args: str) -> str:
