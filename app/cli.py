@@ -1,4 +1,4 @@
-"""The `calltrack` command: serve, emulator, migrate, numbers import, openapi."""
+"""The `calltrack` command: serve, worker, emulator, migrate, numbers import, openapi."""
 
 from __future__ import annotations
 
@@ -66,9 +66,8 @@ def _emulator(args: argparse.Namespace) -> int:
     settings = get_settings()
     logs.configure(settings.log_level)
     token = settings.webhook_token
-    key = os.environ.get("CALLTRACK_EMULATOR_API_KEY") or (
-        settings.cloudonix_api_key.get_secret_value() if settings.cloudonix_api_key else None
-    )
+    secret = settings.emulator_api_key or settings.cloudonix_api_key
+    key = secret.get_secret_value() if secret else None
     if token is None or key is None:
         print(
             "error: set CALLTRACK_WEBHOOK_TOKEN (sent to the service's webhooks) and "
@@ -90,6 +89,17 @@ def _emulator(args: argparse.Namespace) -> int:
     )
     uvicorn.run(emulator, host=args.host, port=args.port, log_config=None, server_header=False)
     return 0
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from app.db import migrate
+    from app.worker import run
+
+    settings = get_settings()
+    logs.configure(settings.log_level)
+    if settings.is_sqlite and not args.no_migrate:
+        migrate.upgrade(settings.database_url)
+    return asyncio.run(run(settings))
 
 
 def _migrate(args: argparse.Namespace) -> int:
@@ -178,6 +188,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--service-url", default="http://127.0.0.1:8000", help="where the service's webhooks are"
     )
     emu.set_defaults(func=_emulator)
+
+    work = sub.add_parser("worker", help="run the callback worker alone (stops on SIGTERM)")
+    work.add_argument("--no-migrate", action="store_true", help="skip the SQLite migration")
+    work.set_defaults(func=_worker)
 
     mig = sub.add_parser("migrate", help="apply database migrations (Alembic)")
     mig.add_argument("revision", nargs="?", default="head")

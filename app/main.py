@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -11,10 +12,12 @@ from contextlib import asynccontextmanager
 import httpx
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.middleware.cors import CORSMiddleware
 
 from app import __version__, ratelimit
-from app.api import health, public, v1
+from app.api import callback, health, public, v1
+from app.api.webhooks import callbacks as callback_webhooks
 from app.api.webhooks import cloudonix as cloudonix_webhooks
 from app.db.session import make_engine, make_sessionmaker
 from app.emulator import EmulatorConfig, create_emulator
@@ -23,6 +26,7 @@ from app.metrics import Metrics
 from app.middleware import AccessMiddleware, EmulatorGuard
 from app.providers.voice.base import VoiceProvider
 from app.providers.voice.cloudonix import build_cloudonix
+from app.services.callback_worker import CallbackWorker
 from app.services.desk import CallDesk
 from app.services.pools import PoolCache
 from app.settings import Settings, get_settings
@@ -48,13 +52,43 @@ def _own_url(settings: Settings) -> str:
     return emulator_url.removesuffix("/").removesuffix("/emulator")
 
 
+def webhook_base(settings: Settings) -> str | None:
+    """Where the voice platform reaches our webhooks; None if it cannot be known."""
+    if settings.public_url:
+        return settings.public_url.rstrip("/")
+    return _own_url(settings) if settings.voice_provider == "emulator" else None
+
+
+def build_worker(
+    settings: Settings,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    voice: VoiceProvider,
+    clock: Clock,
+) -> CallbackWorker | None:
+    """The callback worker, unless the platform could not reach its webhooks."""
+    base = webhook_base(settings)
+    if base is None:
+        logging.getLogger("calltrack.callbacks").error(
+            "callbacks are queued but not called: set CALLTRACK_PUBLIC_URL so the voice "
+            "platform can reach the callback webhooks"
+        )
+        return None
+    return CallbackWorker(
+        sessionmaker=sessionmaker, provider=voice, settings=settings, clock=clock, base_url=base
+    )
+
+
 def create_app(settings: Settings | None = None, *, clock: Clock = utc_now) -> FastAPI:
     """Build the service; resources are opened by the lifespan, not at import."""
     settings = settings or get_settings()
     metrics = Metrics()
     webhook_token = settings.webhook_token.get_secret_value() if settings.webhook_token else None
     emulator = None
-    emulator_key = "XI" + secrets.token_hex(16)  # Cloudonix keys: 34 characters, "XI" first
+    emulator_key = (
+        settings.emulator_api_key.get_secret_value()
+        if settings.emulator_api_key
+        else "XI" + secrets.token_hex(16)  # Cloudonix keys: 34 characters, "XI" first
+    )
     if settings.voice_provider == "emulator":
         # The emulator and the webhooks live in this process: a random token both know is
         # as good as a configured one, and no default secret exists anywhere.
@@ -79,6 +113,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = utc_now) -> F
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = make_engine(settings.database_url, pool_size=settings.db_pool_size)
         limiter = ratelimit.build(settings.rate_limit, settings.redis_url)
+        callback_limiter = ratelimit.build(settings.callback_rate, settings.redis_url)
         sessionmaker = make_sessionmaker(engine)
         http = httpx.AsyncClient(follow_redirects=False)
         voice = _voice(settings, http, emulator_key)
@@ -89,7 +124,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = utc_now) -> F
             clock=clock,
             provider="cloudonix",
         )
-        app.state.ct = AppState(
+        app.state.ct = state = AppState(
             settings=settings,
             engine=engine,
             sessionmaker=sessionmaker,
@@ -101,21 +136,32 @@ def create_app(settings: Settings | None = None, *, clock: Clock = utc_now) -> F
             voice=voice,
             desk=desk,
             webhook_token=webhook_token,
+            callback_limiter=callback_limiter,
         )
         stop = asyncio.Event()
         upkeep = asyncio.create_task(desk.run(stop), name="calltrack-voice-desk")
+        worker = None
+        if settings.callback_worker:
+            state.callback_worker = build_worker(settings, sessionmaker, voice, clock)
+            if state.callback_worker is not None:
+                worker = asyncio.create_task(
+                    state.callback_worker.run(stop), name="calltrack-callback-worker"
+                )
         try:
             yield
         finally:
             stop.set()
             with contextlib.suppress(asyncio.CancelledError):
                 await upkeep
+                if worker is not None:
+                    await worker
             await desk.close()
             if emulator is not None:
                 await emulator.aclose()
             await voice.aclose()
             await http.aclose()
             await limiter.close()
+            await callback_limiter.close()
             await engine.dispose()
 
     app = FastAPI(
@@ -127,9 +173,11 @@ def create_app(settings: Settings | None = None, *, clock: Clock = utc_now) -> F
     )
     install_error_handlers(app)
     app.include_router(public.router)
+    app.include_router(callback.router)
     app.include_router(v1.router)
     app.include_router(health.router)
     app.include_router(cloudonix_webhooks.router)
+    app.include_router(callback_webhooks.router)
     if emulator is not None:
         admin = settings.admin_token.get_secret_value() if settings.admin_token else None
         app.mount("/emulator", EmulatorGuard(emulator, admin_token=admin))

@@ -66,6 +66,12 @@ class Metrics:
             registry=self.registry,
             multiprocess_mode="livesum",
         )
+        self.callbacks = Counter(
+            "calltrack_callbacks_queued",
+            "Callback requests queued, by their first state (queued or scheduled).",
+            ["state"],
+            registry=self.registry,
+        )
 
     def render(self) -> bytes:
         """Exposition text; with several worker processes, their sum."""

@@ -65,14 +65,50 @@ class Settings(BaseSettings):
     voice_db_timeout: float = Field(default=1.5, gt=0)
     routing_refresh_seconds: float = Field(default=300.0, ge=0)
     emulator_url: str | None = None
+    # The key the emulator's REST API accepts: random per process unless set, which a
+    # `calltrack worker` next to `calltrack serve` needs.
+    emulator_api_key: SecretStr | None = None
     emulator_speed: float = Field(default=1.0, gt=0)
+
+    # Click-to-callback.
+    callback_worker: bool = True
+    callback_countries: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    callback_rate_limit: str = "10/hour"
+    callback_number_limit: int = Field(default=3, ge=1, le=100)
+    callback_max_attempts: int = Field(default=3, ge=1, le=20)
+    callback_max_age_seconds: int = Field(default=4 * 3600, ge=60, le=7 * 86400)
+    callback_retry_seconds: float = Field(default=300.0, ge=0)
+    callback_retry_max_seconds: float = Field(default=3600.0, ge=0)
+    callback_agent_ring_seconds: int = Field(default=20, ge=5, le=120)
+    callback_customer_ring_seconds: int = Field(default=30, ge=5, le=120)
+    callback_time_limit_seconds: int = Field(default=3600, ge=60, le=4 * 3600)
+    callback_claim_seconds: float = Field(default=90.0, gt=0)
+    callback_check_seconds: float = Field(default=60.0, gt=0)
+    callback_orphan_seconds: float = Field(default=30.0, gt=0)
+    callback_poll_seconds: float = Field(default=1.0, gt=0)
+    callback_concurrency: int = Field(default=4, ge=1, le=64)
+    callback_drain_seconds: float = Field(default=20.0, ge=0)
 
     @field_validator("cors_origins", mode="before")
     @classmethod
     def _cors_csv(cls, value: object) -> object:
         return _split_csv(value)
 
-    @field_validator("public_rate_limit")
+    @field_validator("callback_countries", mode="before")
+    @classmethod
+    def _countries_csv(cls, value: object) -> object:
+        return _split_csv(value)
+
+    @field_validator("callback_countries")
+    @classmethod
+    def _countries(cls, value: list[str]) -> list[str]:
+        regions = [item.upper() for item in value]
+        unknown = [r for r in regions if r not in phonenumbers.SUPPORTED_REGIONS]
+        if unknown:
+            raise ValueError(f"unknown regions {', '.join(unknown)}")
+        return regions
+
+    @field_validator("public_rate_limit", "callback_rate_limit")
     @classmethod
     def _rate(cls, value: str) -> str:
         parse_rate(value)
@@ -142,6 +178,16 @@ class Settings(BaseSettings):
     def rate_limit(self) -> tuple[int, int] | None:
         """The public rate limit as (requests, period seconds), or None when off."""
         return parse_rate(self.public_rate_limit)
+
+    @property
+    def callback_rate(self) -> tuple[int, int] | None:
+        """The per-visitor limit on callback requests, or None when off."""
+        return parse_rate(self.callback_rate_limit)
+
+    @property
+    def callback_regions(self) -> list[str]:
+        """Countries callbacks may call unless a pool says otherwise: the default region."""
+        return self.callback_countries or [self.default_region]
 
     @property
     def is_sqlite(self) -> bool:

@@ -11,6 +11,7 @@ from app.clock import Clock, utc_now
 from app.metrics import Metrics
 from app.providers.voice.base import VoiceProvider
 from app.ratelimit import RateLimiter
+from app.services.callback_worker import CallbackWorker
 from app.services.desk import CallDesk
 from app.services.pools import PoolCache
 from app.settings import Settings
@@ -33,3 +34,5 @@ class AppState:
     voice: VoiceProvider
     desk: CallDesk
     webhook_token: str | None
+    callback_limiter: RateLimiter
+    callback_worker: CallbackWorker | None = None

@@ -53,6 +53,9 @@ def make_settings(database_url: str, **overrides: object) -> Settings:
         # A loaded test machine must not turn into a simulated database outage; the
         # outage tests set their own short deadline.
         "voice_db_timeout": 15.0,
+        # Tests that need the callback worker start it (or drive it) themselves.
+        "callback_worker": False,
+        "callback_rate_limit": "off",
     }
     values.update(overrides)
     return Settings.model_validate(values)

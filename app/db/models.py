@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import (
+    JSON,
     BigInteger,
     Boolean,
     ForeignKey,
@@ -47,6 +48,11 @@ class Pool(Base):
     source: Mapped[str | None] = mapped_column(String(255))
     medium: Mapped[str | None] = mapped_column(String(255))
     campaign: Mapped[str | None] = mapped_column(String(255))
+    # Click-to-callback: agents called in order (empty: the destination), the hours they
+    # work (None: always), and the countries customers may be called in (None: the default).
+    agents: Mapped[list[str]] = mapped_column(JSON, server_default=text("'[]'"))
+    business_hours: Mapped[dict[str, object] | None] = mapped_column(JSON)
+    callback_countries: Mapped[list[str] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
@@ -211,3 +217,85 @@ class CallEvent(Base):
     kind: Mapped[str] = mapped_column(String(16))
     status: Mapped[str | None] = mapped_column(String(32))
     received_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+# A request in one of these states is still to be worked on; the rest are final.
+CALLBACK_ACTIVE = (
+    "queued",
+    "scheduled",
+    "calling_agent",
+    "calling_customer",
+    "agent_unavailable",
+    "customer_unreachable",
+)
+CALLBACK_ACTIVE_SQL = text("status IN (" + ", ".join(f"'{s}'" for s in CALLBACK_ACTIVE) + ")")
+
+
+class CallbackRequest(Base):
+    """A visitor's request to be called back; the table is the workers' queue."""
+
+    __tablename__ = "callback_request"
+    __table_args__ = (
+        # The queue: active requests in the order they fall due.
+        Index(
+            "ix_callback_request_due",
+            "next_attempt_at",
+            postgresql_where=CALLBACK_ACTIVE_SQL,
+            sqlite_where=CALLBACK_ACTIVE_SQL,
+        ),
+        # At most one pending request per number, however many forms name it.
+        Index(
+            "uq_callback_request_pending_phone",
+            "phone",
+            unique=True,
+            postgresql_where=CALLBACK_ACTIVE_SQL,
+            sqlite_where=CALLBACK_ACTIVE_SQL,
+        ),
+        Index("ix_callback_request_phone_created", "phone", "created_at"),
+        Index("ix_callback_request_created_id", "created_at", "id"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    pool_id: Mapped[int] = mapped_column(ForeignKey("pool.id"))
+    session_id: Mapped[str | None] = mapped_column(ForeignKey("visitor_session.id"))
+    phone: Mapped[str] = mapped_column(String(PHONE))
+    status: Mapped[str] = mapped_column(String(24))
+    # Rounds started: a round rings the agents in order until one answers.
+    attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    agent_index: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    # When a worker next acts on it: the next call, a scheduled opening, or a check on a
+    # call in progress. A claim pushes it out by the claim timeout, so a dead worker's
+    # claim lapses by itself.
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    scheduled_for: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    claimed_by: Mapped[str | None] = mapped_column(String(64))
+    claim_token: Mapped[str | None] = mapped_column(String(32))
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    current_attempt_id: Mapped[int | None] = mapped_column(BigId)
+    call_id: Mapped[int | None] = mapped_column(ForeignKey("call.id"))
+    last_error: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class CallbackAttempt(Base):
+    """One call to an agent for a callback request, recorded before the platform is asked."""
+
+    __tablename__ = "callback_attempt"
+    __table_args__ = (Index("ix_callback_attempt_request", "request_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    request_id: Mapped[str] = mapped_column(ForeignKey("callback_request.id"))
+    round: Mapped[int] = mapped_column(Integer)
+    agent: Mapped[str] = mapped_column(String(PHONE))
+    status: Mapped[str] = mapped_column(String(24))
+    provider: Mapped[str] = mapped_column(String(32))
+    provider_call_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    customer_status: Mapped[str | None] = mapped_column(String(16))
+    talk_seconds: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    agent_answered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

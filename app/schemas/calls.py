@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field
 
 from app.schemas.sessions import SessionContext
 
-AttributionMethod = Literal["dni", "caller_id", "source", "unattributed"]
+AttributionMethod = Literal["dni", "caller_id", "source", "callback", "unattributed"]
 
 
 class CallOut(BaseModel):

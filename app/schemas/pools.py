@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
@@ -15,6 +15,39 @@ Ttl = Annotated[int, Field(ge=1, le=7 * 86400)]
 Cooldown = Annotated[int, Field(ge=0, le=30 * 86400)]
 MatchWindow = Annotated[int, Field(ge=0, le=30 * 86400)]
 Label = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255)]
+Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+ClockTime = Annotated[str, StringConstraints(pattern=r"^\d{1,2}:\d{2}$")]
+Region = Annotated[str, StringConstraints(pattern=r"^[A-Za-z]{2}$")]
+Agents = Annotated[list[Phone], Field(max_length=20)]
+Countries = Annotated[list[Region], Field(min_length=1, max_length=250)]
+
+
+class BusinessHours(BaseModel):
+    """When agents take callbacks: local opening intervals per weekday."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "timezone": "America/New_York",
+                    "weekly": {"mon": [["09:00", "17:00"]], "sat": [["10:00", "14:00"]]},
+                }
+            ]
+        },
+    )
+
+    timezone: Annotated[str, StringConstraints(min_length=1, max_length=64)] = Field(
+        description="An IANA time zone, e.g. America/New_York."
+    )
+    weekly: dict[Day, Annotated[list[tuple[ClockTime, ClockTime]], Field(max_length=24)]] = Field(
+        description="Per day, [start, end) intervals in local time; a missing day is closed."
+    )
+
+
+_AGENTS_DOC = "Phones rung in order for a callback; empty rings the destination."
+_HOURS_DOC = "When callbacks are placed; null means always. Off-hours requests wait."
+_COUNTRIES_DOC = "ISO country codes callbacks may call; null means the service default."
 
 
 class PoolCreate(BaseModel):
@@ -54,6 +87,9 @@ class PoolCreate(BaseModel):
     )
     medium: Label | None = None
     campaign: Label | None = None
+    agents: Agents = Field(default_factory=list, description=_AGENTS_DOC)
+    business_hours: BusinessHours | None = Field(default=None, description=_HOURS_DOC)
+    callback_countries: Countries | None = Field(default=None, description=_COUNTRIES_DOC)
 
 
 class PoolUpdate(BaseModel):
@@ -71,6 +107,9 @@ class PoolUpdate(BaseModel):
     source: Label | None = Field(default=None, description="null clears it.")
     medium: Label | None = None
     campaign: Label | None = None
+    agents: Agents | None = Field(default=None, description=_AGENTS_DOC)
+    business_hours: BusinessHours | None = Field(default=None, description=_HOURS_DOC)
+    callback_countries: Countries | None = Field(default=None, description=_COUNTRIES_DOC)
 
 
 class PoolOut(BaseModel):
@@ -89,6 +128,9 @@ class PoolOut(BaseModel):
     source: str | None
     medium: str | None
     campaign: str | None
+    agents: list[str]
+    business_hours: dict[str, object] | None
+    callback_countries: list[str] | None
     created_at: datetime
     updated_at: datetime
 

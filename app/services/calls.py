@@ -193,7 +193,9 @@ def _advance(call: Call, event: Progress) -> None:
         call.duration_seconds = max(0, round((call.ended_at - call.started_at).total_seconds()))
     for field in ("talk_seconds", "duration_seconds", "disposition", "recording_url"):
         value = getattr(event, field)
-        if value is not None:
+        # A callback's talk time is its customer's leg; the platform's events describe the
+        # agent's leg, which also holds the whisper and the ringing of the customer.
+        if value is not None and not (field == "talk_seconds" and call.attribution == "callback"):
             setattr(call, field, value)
     if dial_failed:
         call.talk_seconds = 0

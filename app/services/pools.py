@@ -7,12 +7,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+import phonenumbers
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models import Pool
 from app.db.repositories import fallbacks, leases, numbers, pools
 from app.errors import Conflict, InvalidInput, NotFound
+from app.services import hours
 from app.services.phone import InvalidPhone, to_e164
 
 
@@ -99,7 +101,38 @@ def _phone(raw: str, *, field: str, region: str) -> str:
 
 
 DEFAULT_MATCH_WINDOW = 900
-_NULLABLE = {"source", "medium", "campaign"}
+_NULLABLE = {"source", "medium", "campaign", "business_hours", "callback_countries"}
+
+
+def _callback_options(options: dict[str, object], *, region: str) -> dict[str, object]:
+    """Agents in E.164, business hours checked and normalised, countries upper-cased."""
+    out = dict(options)
+    if "agents" in out:
+        raw = out["agents"] or []
+        assert isinstance(raw, list)
+        agents = [_phone(str(a), field=f"agents[{i}]", region=region) for i, a in enumerate(raw)]
+        if len(set(agents)) != len(agents):
+            raise InvalidInput("agents: the same phone is listed twice", field="agents")
+        out["agents"] = agents
+    if "business_hours" in out:
+        raw_hours = out["business_hours"]
+        assert raw_hours is None or isinstance(raw_hours, dict)
+        try:
+            out["business_hours"] = hours.normalise(raw_hours)
+        except hours.InvalidHours as exc:
+            raise InvalidInput(
+                f"business_hours.{exc.field}: {exc}", field=f"business_hours.{exc.field}"
+            ) from exc
+    if out.get("callback_countries") is not None:
+        countries = [str(c).upper() for c in out["callback_countries"]]  # type: ignore[attr-defined]
+        for index, country in enumerate(countries):
+            if country not in phonenumbers.SUPPORTED_REGIONS:
+                raise InvalidInput(
+                    f"callback_countries[{index}]: unknown country {country!r}",
+                    field=f"callback_countries[{index}]",
+                )
+        out["callback_countries"] = sorted(set(countries))
+    return out
 
 
 def _check_window(cooldown: int, window: int, *, field: str) -> None:
@@ -139,7 +172,7 @@ async def create(
         "lease_ttl_seconds": lease_ttl_seconds,
         "cooldown_seconds": cooldown_seconds,
         "match_window_seconds": window,
-        **options,
+        **_callback_options(options, region=region),
     }
     if await pools.get_by_name(db, name) is not None:
         raise Conflict(f"pool {name!r} already exists", field="name")
@@ -163,6 +196,9 @@ async def update(
     for field in ("destination", "fallback_number"):
         if changes.get(field) is not None:
             changes[field] = _phone(str(changes[field]), field=field, region=region)
+    if changes.get("agents", ...) is None:
+        changes["agents"] = []  # null: back to ringing the destination
+    changes = _callback_options(changes, region=region)
     values = {k: v for k, v in changes.items() if v is not None or k in _NULLABLE}
     cooldown = values.get("cooldown_seconds", pool.cooldown_seconds)
     window = values.get("match_window_seconds", pool.match_window_seconds)

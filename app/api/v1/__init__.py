@@ -2,10 +2,11 @@
 
 from fastapi import APIRouter
 
-from app.api.v1 import calls, pools, sessions, site_keys
+from app.api.v1 import callbacks, calls, pools, sessions, site_keys
 
 # Each router carries its full /v1/... prefix, so a route's template is its whole path.
 router = APIRouter()
+router.include_router(callbacks.router)
 router.include_router(calls.router)
 router.include_router(pools.router)
 router.include_router(sessions.router)

@@ -40,7 +40,7 @@ _DISPOSITIONS = {
     "FAILED": CallState.FAILED,
     "CONGESTION": CallState.FAILED,
 }
-_VOICE_BODY = {
+VOICE_BODY = {
     "content": {
         "application/json": {"schema": VoiceRequest.model_json_schema(by_alias=True)},
         "application/x-www-form-urlencoded": {
@@ -50,14 +50,14 @@ _VOICE_BODY = {
 }
 
 
-def _authenticate(request: Request, state: AppState) -> None:
+def authenticate(request: Request, state: AppState) -> None:
     expected = state.webhook_token
     if expected is None:
         raise WebhooksDisabled("voice webhooks are disabled: set CALLTRACK_WEBHOOK_TOKEN")
     check_bearer(request, expected, what="webhook token", realm="calltrack-webhooks")
 
 
-def _check_domain(state: AppState, *claimed: str | None) -> None:
+def check_domain(state: AppState, *claimed: str | None) -> None:
     given = [d for d in claimed if d]
     if not given:
         raise InvalidInput("Domain is required", field="Domain")
@@ -66,7 +66,7 @@ def _check_domain(state: AppState, *claimed: str | None) -> None:
         raise Forbidden("this service does not answer for that domain", field="Domain")
 
 
-async def _body(request: Request) -> bytes:
+async def read_body(request: Request) -> bytes:
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > MAX_BODY:
         raise InvalidInput("body: larger than 64 KiB", field="body")
@@ -76,22 +76,22 @@ async def _body(request: Request) -> bytes:
     return body
 
 
-def _json(body: bytes) -> Any:
+def parse_json(body: bytes) -> Any:
     try:
         return json.loads(body) if body.strip() else None
     except (ValueError, RecursionError) as exc:  # RecursionError: absurdly deep nesting
         raise InvalidInput("body: not valid JSON", field="body") from exc
 
 
-async def _fields(request: Request) -> dict[str, Any]:
+async def read_fields(request: Request) -> dict[str, Any]:
     """The request's parameters, from the query (GET), a JSON body, or a form body."""
     if request.method == "GET":
         return dict(request.query_params)
-    body = await _body(request)
+    body = await read_body(request)
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if kind == "application/x-www-form-urlencoded":
         return dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
-    parsed = _json(body)
+    parsed = parse_json(body)
     if isinstance(parsed, list) and len(parsed) == 1:
         parsed = parsed[0]
     if not isinstance(parsed, dict):
@@ -102,22 +102,22 @@ async def _fields(request: Request) -> dict[str, Any]:
 M = TypeVar("M", bound=BaseModel)
 
 
-def _parse(model: type[M], data: object) -> M:
+def parse_model(model: type[M], data: object) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
         raise invalid_input(exc) from exc
 
 
-def _voice_request(fields: dict[str, Any], state: AppState, request: Request) -> VoiceRequest:
-    voice = _parse(VoiceRequest, fields)
+def voice_request(fields: dict[str, Any], state: AppState, request: Request) -> VoiceRequest:
+    voice = parse_model(VoiceRequest, fields)
     if not voice.call_id:
         raise InvalidInput("CallSid (or Session) is required", field="CallSid")
-    _check_domain(state, voice.domain or voice.account_sid, request.headers.get("x-cx-domain"))
+    check_domain(state, voice.domain or voice.account_sid, request.headers.get("x-cx-domain"))
     return voice
 
 
-def _base_url(request: Request, state: AppState) -> str:
+def base_url_of(request: Request, state: AppState) -> str:
     return (state.settings.public_url or str(request.base_url)).rstrip("/")
 
 
@@ -136,15 +136,15 @@ def _render(decision: Decision, *, call_id: str, base: str) -> str:
     return doc.render()
 
 
-_CXML_RESPONSES: dict[int | str, dict[str, Any]] = {
+CXML_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"content": {XML: {}}, "description": "CXML for the call"},
     **problem_responses(401, 403, 422, 503),
 }
 
 
 async def _voice(request: Request, state: AppState) -> Response:
-    _authenticate(request, state)
-    voice = _voice_request(await _fields(request), state, request)
+    authenticate(request, state)
+    voice = voice_request(await read_fields(request), state, request)
     call = InboundCall(
         call_id=voice.call_id,
         from_number=voice.from_ or "",
@@ -154,15 +154,15 @@ async def _voice(request: Request, state: AppState) -> Response:
         received_at=state.clock(),
     )
     decision = await state.desk.answer(call)
-    body = _render(decision, call_id=call.call_id, base=_base_url(request, state))
+    body = _render(decision, call_id=call.call_id, base=base_url_of(request, state))
     return Response(body, media_type=XML, headers={"Cache-Control": "no-store"})
 
 
 @router.post(
     "/voice",
     response_class=Response,
-    responses=_CXML_RESPONSES,
-    openapi_extra={"requestBody": _VOICE_BODY},
+    responses=CXML_RESPONSES,
+    openapi_extra={"requestBody": VOICE_BODY},
     summary="Cloudonix voice application: route and record an inbound call",
 )
 async def cloudonix_voice(request: Request, state: StateDep) -> Response:
@@ -173,7 +173,7 @@ async def cloudonix_voice(request: Request, state: StateDep) -> Response:
 @router.get(
     "/voice",
     response_class=Response,
-    responses=_CXML_RESPONSES,
+    responses=CXML_RESPONSES,
     summary="Cloudonix voice application, parameters in the query string",
 )
 async def cloudonix_voice_get(request: Request, state: StateDep) -> Response:
@@ -182,8 +182,8 @@ async def cloudonix_voice_get(request: Request, state: StateDep) -> Response:
 
 
 async def _dial_action(request: Request, state: AppState) -> Response:
-    _authenticate(request, state)
-    voice = _voice_request(await _fields(request), state, request)
+    authenticate(request, state)
+    voice = voice_request(await read_fields(request), state, request)
     status = (voice.dial_call_status or "").strip().lower()
     if not status:
         raise InvalidInput("DialCallStatus is required", field="DialCallStatus")
@@ -207,8 +207,8 @@ async def _dial_action(request: Request, state: AppState) -> Response:
 @router.post(
     "/dial-action",
     response_class=Response,
-    responses=_CXML_RESPONSES,
-    openapi_extra={"requestBody": _VOICE_BODY},
+    responses=CXML_RESPONSES,
+    openapi_extra={"requestBody": VOICE_BODY},
     summary="Cloudonix <Dial action>: how the forwarded leg ended",
 )
 async def cloudonix_dial_action(request: Request, state: StateDep) -> Response:
@@ -219,7 +219,7 @@ async def cloudonix_dial_action(request: Request, state: StateDep) -> Response:
 @router.get(
     "/dial-action",
     response_class=Response,
-    responses=_CXML_RESPONSES,
+    responses=CXML_RESPONSES,
     summary="Cloudonix <Dial action>, parameters in the query string",
 )
 async def cloudonix_dial_action_get(request: Request, state: StateDep) -> Response:
@@ -230,12 +230,12 @@ async def cloudonix_dial_action_get(request: Request, state: StateDep) -> Respon
 @router.post(
     "/whisper",
     response_class=Response,
-    responses=_CXML_RESPONSES,
+    responses=CXML_RESPONSES,
     summary="Whisper to the answering agent where the call came from",
 )
 async def cloudonix_whisper(request: Request, state: StateDep) -> Response:
     """CXML the agent hears before being connected: the call's source and campaign."""
-    _authenticate(request, state)
+    authenticate(request, state)
     call_id = request.query_params.get("CallSid", "")
     if not call_id or len(call_id) > 64:
         raise InvalidInput("CallSid is required", field="CallSid")
@@ -250,7 +250,7 @@ class Accepted(BaseModel):
     queued: int
 
 
-def _on_our_clock(received_at: datetime, *times_ms: int | None) -> tuple[datetime | None, ...]:
+def on_our_clock(received_at: datetime, *times_ms: int | None) -> tuple[datetime | None, ...]:
     """The platform's times moved onto our clock.
 
     Leases carry our clock's times, so a call's times must too: the latest reported instant
@@ -274,7 +274,7 @@ def _progress(update: SessionUpdate, received_at: datetime) -> Progress:
     key = update.event_id or (
         f"{update.status}:{update.call_answer_time or 0}:{update.call_end_time or 0}"
     )
-    started, answered, ended = _on_our_clock(
+    started, answered, ended = on_our_clock(
         received_at, update.call_start_time, update.call_answer_time, update.call_end_time
     )
     return Progress(
@@ -300,8 +300,8 @@ def _progress(update: SessionUpdate, received_at: datetime) -> Progress:
 )
 async def cloudonix_session_update(request: Request, state: StateDep) -> Accepted:
     """Move calls through ringing, answered and ended; repeats change nothing."""
-    _authenticate(request, state)
-    parsed = _json(await _body(request))
+    authenticate(request, state)
+    parsed = parse_json(await read_body(request))
     items = parsed if isinstance(parsed, list) else [parsed]
     if not items or len(items) > 100:
         raise InvalidInput("body: expected 1 to 100 session updates", field="body")
@@ -312,7 +312,7 @@ async def cloudonix_session_update(request: Request, state: StateDep) -> Accepte
         except ValidationError as exc:
             raise invalid_input(exc, prefix=f"[{index}]." if len(items) > 1 else "") from exc
     for update in updates:
-        _check_domain(state, update.domain)
+        check_domain(state, update.domain)
     queued = 0
     for update in updates:
         if not await state.desk.progress(_progress(update, state.clock())):
@@ -328,9 +328,9 @@ async def cloudonix_session_update(request: Request, state: StateDep) -> Accepte
 )
 async def cloudonix_cdr(request: Request, state: StateDep) -> Accepted:
     """Complete the call with its duration, talk time, disposition and recording."""
-    _authenticate(request, state)
-    cdr = _parse(Cdr, await _fields(request))
-    _check_domain(state, cdr.domain)
+    authenticate(request, state)
+    cdr = parse_model(Cdr, await read_fields(request))
+    check_domain(state, cdr.domain)
     disposition = cdr.disposition.upper()
     if disposition not in _DISPOSITIONS:
         raise InvalidInput(f"disposition: unknown value {cdr.disposition!r}", field="disposition")
@@ -341,7 +341,7 @@ async def cloudonix_cdr(request: Request, state: StateDep) -> Accepted:
         end_ms = start_ms + cdr.duration * 1000
     if end_ms and not start_ms:
         start_ms = end_ms - cdr.duration * 1000
-    started, answered, ended = _on_our_clock(
+    started, answered, ended = on_our_clock(
         received, start_ms, cdr.session.call_answer_time, end_ms
     )
     if started is None:  # no times at all: the CDR comes as the call ends

@@ -1,0 +1,148 @@
+"""Cloudonix's reports on callback calls: the agent leg's session updates, the customer's dial.
+
+The worker gives each attempt its own URLs, so an event names its attempt in the path.
+Authentication, domain check and body limits are the voice webhooks' own.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated
+
+from fastapi import APIRouter, BackgroundTasks, Path, Request, Response
+from pydantic import ValidationError
+from sqlalchemy.exc import SQLAlchemyError
+
+from app.api.deps import StateDep
+from app.api.webhooks.cloudonix import (
+    CXML_RESPONSES,
+    VOICE_BODY,
+    XML,
+    Accepted,
+    authenticate,
+    check_domain,
+    parse_json,
+    read_body,
+    read_fields,
+    voice_request,
+)
+from app.errors import InvalidInput, invalid_input
+from app.providers.voice import cxml
+from app.providers.voice.base import ProviderError
+from app.providers.voice.cloudonix import map_status
+from app.schemas.cloudonix import SessionUpdate
+from app.schemas.problem import problem_responses
+from app.services.callback_events import AgentEvent, on_agent_event, on_dial_result
+from app.services.callback_flow import Policy
+from app.state import AppState
+
+router = APIRouter(prefix="/webhooks/cloudonix/callbacks", tags=["webhooks"])
+log = logging.getLogger("calltrack.callbacks")
+
+AttemptId = Annotated[int, Path(ge=1, le=2**63 - 1)]
+_RETRY_LATER = "The customer did not answer. We will try again later."
+
+
+async def _hang_up(state: AppState, call_id: str) -> None:
+    try:
+        await state.voice.hangup(call_id, reason="cancelled")
+    except ProviderError as exc:
+        log.warning("cancelled callback: hanging up its call failed: %s", exc)
+
+
+@router.post(
+    "/{attempt_id}/session-update",
+    response_model=Accepted,
+    responses=problem_responses(401, 403, 422, 503),
+    summary="Session updates of a callback's agent leg (one object or a list)",
+)
+async def callback_session_update(
+    attempt_id: AttemptId, request: Request, state: StateDep, tasks: BackgroundTasks
+) -> Accepted:
+    """Move the callback on as its agent's phone rings, answers, or does not."""
+    authenticate(request, state)
+    parsed = parse_json(await read_body(request))
+    items = parsed if isinstance(parsed, list) else [parsed]
+    if not items or len(items) > 100:
+        raise InvalidInput("body: expected 1 to 100 session updates", field="body")
+    updates = []
+    for index, item in enumerate(items):
+        try:
+            updates.append(SessionUpdate.model_validate(item))
+        except ValidationError as exc:
+            raise invalid_input(exc, prefix=f"[{index}]." if len(items) > 1 else "") from exc
+    for update in updates:
+        check_domain(state, update.domain)
+    policy = Policy.of(state.settings)
+    for update in updates:
+        event = AgentEvent(
+            attempt_id=attempt_id,
+            call_id=update.token,
+            state=map_status(
+                update.status,
+                answered=bool(update.call_answer_time),
+                ended=bool(update.call_end_time),
+            ),
+            answered=bool(update.call_answer_time),
+        )
+        async with state.sessionmaker() as db:
+            hang_up = await on_agent_event(db, event, now=state.clock(), policy=policy)
+            await db.commit()
+        if hang_up is not None:
+            tasks.add_task(_hang_up, state, hang_up)
+    return Accepted(received=len(updates), queued=0)
+
+
+async def _dial_action(attempt_id: int, request: Request, state: AppState) -> Response:
+    authenticate(request, state)
+    voice = voice_request(await read_fields(request), state, request)
+    status = (voice.dial_call_status or "").strip().lower()
+    if not status:
+        raise InvalidInput("DialCallStatus is required", field="DialCallStatus")
+    try:
+        async with state.sessionmaker() as db:
+            outcome = await on_dial_result(
+                db,
+                attempt_id=attempt_id,
+                call_id=voice.call_id,
+                status=status,
+                talk_seconds=voice.dial_call_duration or 0,
+                now=state.clock(),
+                policy=Policy.of(state.settings),
+            )
+            await db.commit()
+    except (SQLAlchemyError, OSError):
+        # The agent still gets an answer; the worker's check on the call settles it later.
+        log.exception("callback dial result for attempt %d not stored", attempt_id)
+        outcome = "ignored"
+    doc = cxml.Response()
+    if outcome == "retry":
+        doc.say(_RETRY_LATER)
+    return Response(doc.hangup().render(), media_type=XML)
+
+
+@router.post(
+    "/{attempt_id}/dial-action",
+    response_class=Response,
+    responses=CXML_RESPONSES,
+    openapi_extra={"requestBody": VOICE_BODY},
+    summary="The customer leg of a callback: how its <Dial> ended",
+)
+async def callback_dial_action(
+    attempt_id: AttemptId, request: Request, state: StateDep
+) -> Response:
+    """Complete the callback, or schedule a retry when the customer did not answer."""
+    return await _dial_action(attempt_id, request, state)
+
+
+@router.get(
+    "/{attempt_id}/dial-action",
+    response_class=Response,
+    responses=CXML_RESPONSES,
+    summary="The customer leg of a callback, parameters in the query string",
+)
+async def callback_dial_action_get(
+    attempt_id: AttemptId, request: Request, state: StateDep
+) -> Response:
+    """The same as the POST form, for `<Dial method="GET">`."""
+    return await _dial_action(attempt_id, request, state)

@@ -1,0 +1,185 @@
+"""What the platform tells us about a callback's calls: the agent's leg and the customer's."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.db.models import CallbackAttempt, CallbackRequest, Pool
+from app.db.repositories import callbacks as repo
+from app.db.repositories import calls, sessions
+from app.providers.voice.base import CallState
+from app.services.callback_flow import (
+    LIVE_ATTEMPT,
+    Policy,
+    agent_answered,
+    agent_failed,
+    customer_failed,
+    finish,
+    is_current,
+)
+from app.services.marketing import channel_of
+
+# A leg the platform reports ended while the customer's dial result has not come yet: the
+# result may simply be late (webhooks are not ordered), so the verdict waits this long.
+RESULT_GRACE = timedelta(seconds=10)
+ANSWERED = frozenset({"completed", "answered", "answer"})
+
+
+@dataclass(frozen=True)
+class AgentEvent:
+    """A session update of an agent's leg."""
+
+    attempt_id: int
+    call_id: str
+    state: CallState
+    answered: bool
+
+
+async def _locked(
+    db: AsyncSession, attempt_id: int
+) -> tuple[CallbackRequest, CallbackAttempt, Pool] | None:
+    """The attempt with its request (row-locked, so events apply one at a time) and pool."""
+    attempt = await repo.attempt_for_update(db, attempt_id)
+    if attempt is None:
+        return None
+    request = await repo.get_for_update(db, attempt.request_id)
+    assert request is not None  # a foreign key
+    attempt = await repo.attempt_for_update(db, attempt_id)  # as of the lock
+    assert attempt is not None
+    return request, attempt, await repo.pool_of(db, request.pool_id)
+
+
+def _ours(attempt: CallbackAttempt, call_id: str) -> bool:
+    """Learn the call id from the first event; events of any other call are not ours."""
+    if attempt.provider_call_id is None:
+        attempt.provider_call_id = call_id
+        return True
+    return attempt.provider_call_id == call_id
+
+
+async def on_agent_event(
+    db: AsyncSession, event: AgentEvent, *, now: datetime, policy: Policy
+) -> str | None:
+    """Apply a session update; the call id to hang up when its request was cancelled."""
+    found = await _locked(db, event.attempt_id)
+    if found is None:
+        return None
+    request, attempt, pool = found
+    if not _ours(attempt, event.call_id):
+        return None
+    if attempt.status == "originating":
+        attempt.status = "ringing_agent"
+    if request.status == "cancelled":
+        return None if event.state.final else event.call_id
+    if event.answered or event.state == CallState.ANSWERED:
+        agent_answered(request, attempt, now=now, policy=policy)
+    if not event.state.final or attempt.status not in LIVE_ATTEMPT:
+        return None
+    if attempt.status != "agent_answered":
+        agent_failed(request, attempt, pool, reason=event.state.value, now=now, policy=policy)
+    elif attempt.ended_at is None:
+        attempt.ended_at = now
+        if is_current(request, attempt):
+            request.next_attempt_at = now + RESULT_GRACE
+    return None
+
+
+def agent_leg_over(
+    request: CallbackRequest, attempt: CallbackAttempt, pool: Pool, *, now: datetime, policy: Policy
+) -> None:
+    """The agent's leg ended without a word on the customer's: count the customer unreached."""
+    customer_failed(request, attempt, pool, status="no-result", now=now, policy=policy)
+
+
+async def on_dial_result(
+    db: AsyncSession,
+    *,
+    attempt_id: int,
+    call_id: str,
+    status: str,
+    talk_seconds: int,
+    now: datetime,
+    policy: Policy,
+) -> str:
+    """Apply the customer's dial result: 'completed', 'retry', or 'ignored'."""
+    found = await _locked(db, attempt_id)
+    if found is None:
+        return "ignored"
+    request, attempt, pool = found
+    if not _ours(attempt, call_id):
+        return "ignored"
+    if status in ANSWERED:
+        if attempt.status == "completed":
+            return "completed"  # a repeated delivery
+        attempt.status = "completed"
+        attempt.customer_status = "completed"
+        attempt.talk_seconds = talk_seconds
+        attempt.ended_at = now
+        call_id_stored = await _record_call(db, request, attempt, pool, now=now)
+        # A late result still counts: the customer was reached, whatever was concluded since.
+        if request.current_attempt_id == attempt.id and request.status != "cancelled":
+            finish(request, "completed", now)
+            request.last_error = None
+            request.call_id = call_id_stored
+        return "completed"
+    if attempt.status in LIVE_ATTEMPT:
+        customer_failed(request, attempt, pool, status=status, now=now, policy=policy)
+    return "ignored" if request.status == "cancelled" else "retry"
+
+
+async def _record_call(
+    db: AsyncSession,
+    request: CallbackRequest,
+    attempt: CallbackAttempt,
+    pool: Pool,
+    *,
+    now: datetime,
+) -> int | None:
+    """Store the bridged call like an inbound one, attributed to the request's visit."""
+    assert attempt.provider_call_id is not None
+    session = await sessions.get(db, request.session_id) if request.session_id else None
+    source = medium = campaign = None
+    if pool.source:
+        source, medium, campaign = pool.source, pool.medium, pool.campaign
+    elif session is not None:
+        channel = channel_of(session)
+        source, medium, campaign = channel.source, channel.medium, channel.campaign
+    talk = attempt.talk_seconds or 0
+    started = attempt.created_at
+    await calls.insert_call(
+        db,
+        {
+            "provider": attempt.provider,
+            "provider_call_id": attempt.provider_call_id,
+            "direction": "outbound-api",
+            "from_number": request.phone,
+            "to_number": attempt.agent,
+            "caller_name": None,
+            "number_id": None,
+            "pool_id": pool.id,
+            "session_id": request.session_id,
+            "lease_id": None,
+            "attribution": "callback",
+            "first_time": not await calls.called_before(db, caller=request.phone, before=started),
+            "source": source,
+            "medium": medium,
+            "campaign": campaign,
+            "forwarded_to": attempt.agent,
+            "status": CallState.COMPLETED.value,
+            "dial_status": "completed",
+            "started_at": started,
+            "answered_at": max(started, now - timedelta(seconds=talk)),
+            "ended_at": now,
+            "duration_seconds": max(0, round((now - started).total_seconds())),
+            "talk_seconds": talk,
+            "created_at": now,
+            "updated_at": now,
+        },
+    )
+    stored = await calls.get_by_provider_id(
+        db, provider=attempt.provider, call_id=attempt.provider_call_id
+    )
+    return stored.id if stored is not None else None
