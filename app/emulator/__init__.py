@@ -12,6 +12,9 @@ Choices where Cloudonix leaves room (the facts are in /work/shared/reference/clo
   with the same eventId. `session_updates_sent` counts deliveries answered 2xx.
 - An outbound call's first leg ringing out, busy or failing ends with hangup "callee"; once it
   answers, its script's `talk` is unused: the application decides when the call ends.
+- PUT /faults scripts the next originate answers (status, Retry-After, real-second delay,
+  whether the call is placed anyway); they are consumed after the bearer and domain checks,
+  before pacing. GET /calls?to= lists outcomes by number (digits, like behaviours).
 """
 
 from app.emulator.app import Emulator, create_emulator

@@ -10,6 +10,7 @@ from typing import Any, Literal
 from uuid import uuid4
 
 from app.emulator.config import EmulatorConfig
+from app.emulator.faults import FaultQueue
 from app.emulator.hooks import ServiceClient
 from app.emulator.models import DEFAULT_SCRIPT, Call, CallEnded, InboundRequest, Script
 from app.emulator.player import Player
@@ -29,7 +30,7 @@ def behaviour_key(number: str) -> str:
 
 
 class CallManager:
-    """Owns every call, the dialled parties' behaviours and the background tasks."""
+    """Owns every call, the dialled parties' behaviours, scripted faults and background tasks."""
 
     def __init__(self, config: EmulatorConfig) -> None:
         self.config = config
@@ -37,11 +38,19 @@ class CallManager:
         self.reporter = Reporter(self.http)
         self.calls: dict[str, Call] = {}
         self.behaviours: dict[str, Script] = {}
+        self.faults = FaultQueue()
         self._tasks: set[asyncio.Task[None]] = set()
 
     def behaviour(self, number: str) -> Script:
         """How `number` behaves when dialled: as registered, else the default."""
         return self.behaviours.get(behaviour_key(number), DEFAULT_SCRIPT)
+
+    def called(self, number: str | None = None) -> list[Call]:
+        """Every known call (oldest first), or those to `number`, matched as behaviours are."""
+        if number is None:
+            return list(self.calls.values())
+        key = behaviour_key(number)
+        return [call for call in self.calls.values() if behaviour_key(call.to) == key]
 
     def _new_call(
         self,

@@ -1,4 +1,4 @@
-"""Control endpoints, no bearer: they stand for people picking up phones."""
+"""Control endpoints, no bearer: they stand for people picking up phones, and for test rigs."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from app.emulator.calls import CallManager, behaviour_key
-from app.emulator.models import InboundRequest, Script
+from app.emulator.models import FaultsRequest, InboundRequest, Script
 from app.emulator.rest import emulator_base, error, service_base
 
 M = TypeVar("M", bound=BaseModel)
@@ -20,17 +20,23 @@ M = TypeVar("M", bound=BaseModel)
 MAX_WAIT = 120.0
 
 
+def _problem(detail: list[dict[str, str]]) -> JSONResponse:
+    """422 with a `detail` entry (field, message, type) per fault found."""
+    return JSONResponse({"status": 422, "message": "invalid request", "detail": detail}, 422)
+
+
 def _invalid(exc: ValidationError) -> JSONResponse:
     """422 naming each offending field, e.g. 'script.outcome'."""
-    detail = [
-        {
-            "field": ".".join(str(part) for part in item["loc"]) or "body",
-            "message": item["msg"],
-            "type": item["type"],
-        }
-        for item in exc.errors(include_url=False)
-    ]
-    return JSONResponse({"status": 422, "message": "invalid request", "detail": detail}, 422)
+    return _problem(
+        [
+            {
+                "field": ".".join(str(part) for part in item["loc"]) or "body",
+                "message": item["msg"],
+                "type": item["type"],
+            }
+            for item in exc.errors(include_url=False)
+        ]
+    )
 
 
 async def _parse(request: Request, model: type[M]) -> M | JSONResponse:
@@ -38,8 +44,7 @@ async def _parse(request: Request, model: type[M]) -> M | JSONResponse:
     try:
         body: Any = await request.json()
     except ValueError:
-        detail = [{"field": "body", "message": "not valid JSON", "type": "json_invalid"}]
-        return JSONResponse({"status": 422, "message": "invalid request", "detail": detail}, 422)
+        return _problem([{"field": "body", "message": "not valid JSON", "type": "json_invalid"}])
     try:
         return model.model_validate(body)
     except ValidationError as exc:
@@ -47,7 +52,7 @@ async def _parse(request: Request, model: type[M]) -> M | JSONResponse:
 
 
 class ControlApi:
-    """Start inbound calls, read any call's outcome, script how numbers behave."""
+    """Start inbound calls, read calls' outcomes, script how numbers and the REST API behave."""
 
     def __init__(self, calls: CallManager) -> None:
         self.calls = calls
@@ -60,6 +65,10 @@ class ControlApi:
             Route("/behaviours", self.list_behaviours, methods=["GET"]),
             Route("/behaviours/{number}", self.put_behaviour, methods=["PUT"]),
             Route("/behaviours/{number}", self.delete_behaviour, methods=["DELETE"]),
+            Route("/calls", self.list_calls, methods=["GET"]),
+            Route("/faults", self.get_faults, methods=["GET"]),
+            Route("/faults", self.put_faults, methods=["PUT"]),
+            Route("/faults", self.delete_faults, methods=["DELETE"]),
         ]
 
     async def inbound(self, request: Request) -> Response:
@@ -101,4 +110,29 @@ class ControlApi:
     async def delete_behaviour(self, request: Request) -> Response:
         """DELETE /behaviours/{number}: back to the default; 204 even if none was set."""
         self.calls.behaviours.pop(behaviour_key(request.path_params["number"]), None)
+        return Response(status_code=204)
+
+    async def list_calls(self, request: Request) -> Response:
+        """GET /calls?to=: outcomes of the known calls to that number (all without it), oldest
+        first; numbers match on their digits, as behaviours do."""
+        to = request.query_params.get("to")
+        if to is not None and not to.strip():
+            return _problem([{"field": "to", "message": "must not be empty", "type": "missing"}])
+        return JSONResponse([call.outcome() for call in self.calls.called(to)])
+
+    async def get_faults(self, request: Request) -> Response:
+        """GET /faults: the scripted answers not yet consumed, and originates seen."""
+        return JSONResponse(self.calls.faults.public())
+
+    async def put_faults(self, request: Request) -> Response:
+        """PUT /faults: replace the scripted answers for the next originate requests."""
+        parsed = await _parse(request, FaultsRequest)
+        if isinstance(parsed, JSONResponse):
+            return parsed
+        self.calls.faults.replace(parsed.originate)
+        return JSONResponse(self.calls.faults.public())
+
+    async def delete_faults(self, request: Request) -> Response:
+        """DELETE /faults: no more scripted answers; the count of originates seen stays."""
+        self.calls.faults.clear()
         return Response(status_code=204)

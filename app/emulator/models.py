@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import math
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+# Real seconds a scripted answer may be held back.
+MAX_FAULT_DELAY = 60.0
 
 Json = dict[str, Any]
 RingResult = Literal["answered", "busy", "no-answer", "failed"]
@@ -60,6 +64,44 @@ class InboundRequest(BaseModel):
     # The caller gives up after this many virtual seconds, whatever is playing.
     hangup_after: float | None = Field(default=None, gt=0, le=86400)
     source: str = Field(default="trunk", max_length=32)
+
+
+class Fault(BaseModel):
+    """One scripted answer to an originate request.
+
+    With `place_call` the call starts at once, like any originate, and the answer follows
+    after `delay` real seconds: the usual session for 2xx, else an error body. Without it no
+    call starts; a 2xx then answers a session whose token the emulator never heard of.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    # 1xx cannot be a final HTTP answer, so scripted statuses start at 200.
+    status: int = Field(default=200, ge=200, le=599)
+    # Sent as Retry-After (whole seconds, rounded up) with 429 and 503 only.
+    retry_after: float | None = Field(default=None, ge=0, le=86400)
+    delay: float = Field(default=0.0, ge=0, le=MAX_FAULT_DELAY)
+    # None: the call is placed for a 2xx status, not for any other.
+    place_call: bool | None = None
+
+    @property
+    def places_call(self) -> bool:
+        """Whether the call really starts."""
+        return self.place_call if self.place_call is not None else 200 <= self.status < 300
+
+    def headers(self) -> dict[str, str]:
+        """The answer's extra headers."""
+        if self.retry_after is None or self.status not in (429, 503):
+            return {}
+        return {"Retry-After": str(math.ceil(self.retry_after))}
+
+
+class FaultsRequest(BaseModel):
+    """PUT /faults: the scripted answers for the next requests, per endpoint."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    originate: list[Fault] = Field(default_factory=list, max_length=1000)
 
 
 @dataclass

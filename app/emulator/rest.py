@@ -2,21 +2,25 @@
 
 Checked in this order: bearer (401), domain (404), pacing (429 + Retry-After). DELETE of a
 call that already ended answers 204, like hanging up twice on a real phone; unknown is 404.
+An originate past the domain check consumes the next scripted fault (PUT /faults), if any,
+instead of being paced; a fault that places the call still needs a valid body (else 400).
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import io
 import wave
 from typing import Any
+from uuid import uuid4
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from app.emulator.calls import CallManager
-from app.emulator.models import Call
+from app.emulator.models import Call, Fault, Json
 from app.emulator.pacing import SlidingWindow
 
 
@@ -53,8 +57,8 @@ class RestApi:
             Route("/recordings/{token}.wav", self.recording, methods=["GET"]),
         ]
 
-    def _gate(self, request: Request) -> JSONResponse | None:
-        """401, 404 or 429 when the request may not proceed; None when it may."""
+    def _admit(self, request: Request) -> JSONResponse | None:
+        """401 or 404 when the bearer or the domain is wrong; None when both are right."""
         given = request.headers.get("authorization", "")
         expected = f"Bearer {self.config.api_key}"
         if not hmac.compare_digest(given.encode(), expected.encode()):
@@ -62,10 +66,19 @@ class RestApi:
         domain = request.path_params["domain"]
         if domain != self.config.domain:
             return error(404, f"domain {domain!r} not found")
-        wait = self.limiter.acquire(domain)
+        return None
+
+    def _pace(self, request: Request) -> JSONResponse | None:
+        """429 when the domain's window is full; None when the request is admitted."""
+        wait = self.limiter.acquire(request.path_params["domain"])
         if wait is not None:
             return error(429, "too many requests", {"Retry-After": str(wait)})
         return None
+
+    def _gate(self, request: Request) -> JSONResponse | None:
+        """401, 404 or 429 when the request may not proceed; None when it may."""
+        refused = self._admit(request)
+        return refused if refused is not None else self._pace(request)
 
     def _call(self, request: Request) -> Call | None:
         call = self.calls.calls.get(request.path_params["token"])
@@ -73,9 +86,28 @@ class RestApi:
 
     async def originate(self, request: Request) -> Response:
         """POST /calls/{domain}/application: place a call, answer its token."""
-        refused = self._gate(request)
+        refused = self._admit(request)
         if refused is not None:
             return refused
+        fault = self.calls.faults.take_originate()
+        if fault is None:
+            refused = self._pace(request)
+            if refused is not None:
+                return refused
+        elif not fault.places_call:
+            await asyncio.sleep(fault.delay)
+            return _scripted(fault, _phantom(self.config.domain))
+        placed = await self._place(request)
+        if not isinstance(placed, Call):
+            return placed
+        if fault is None:
+            return JSONResponse(_created(placed))
+        # The call rings already; the client hears of it late, or as an error.
+        await asyncio.sleep(fault.delay)
+        return _scripted(fault, _created(placed))
+
+    async def _place(self, request: Request) -> Call | JSONResponse:
+        """Start the call the body describes, or the 400 answer."""
         try:
             body: Any = await request.json()
         except ValueError:
@@ -105,7 +137,7 @@ class RestApi:
             service_url=service_base(request),
             emulator_url=emulator_base(request),
         )
-        return JSONResponse({"domainId": 1, "subscriberId": 1, **call.session()})
+        return call
 
     async def get_session(self, request: Request) -> Response:
         """GET /calls/{domain}/sessions/{token}: the session as Cloudonix shows it."""
@@ -140,3 +172,23 @@ class RestApi:
             out.setframerate(8000)
             out.writeframes(b"\x00\x00" * 8000)
         return Response(buffer.getvalue(), media_type="audio/wav")
+
+
+def _created(call: Call) -> Json:
+    """Originate's answer for a placed call."""
+    return {"domainId": 1, "subscriberId": 1, **call.session()}
+
+
+def _phantom(domain: str) -> Json:
+    """A 2xx answer for a call that was never placed: its token is unknown (GET is 404)."""
+    return {"domainId": 1, "subscriberId": 1, "token": uuid4().hex, "domain": domain}
+
+
+def _scripted(fault: Fault, created: Json) -> Response:
+    """The answer a fault scripts: `created` for 2xx, else the emulator's error body."""
+    headers = fault.headers()
+    if fault.status in (204, 205, 304):
+        return Response(status_code=fault.status, headers=headers)  # no body allowed
+    if 200 <= fault.status < 300:
+        return JSONResponse(created, fault.status, headers=headers)
+    return error(fault.status, "scripted fault", headers)

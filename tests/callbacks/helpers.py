@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -50,17 +51,28 @@ async def ops(client: httpx.AsyncClient, callback_id: str) -> dict[str, Any]:
     return result
 
 
-async def wait_for(
-    client: httpx.AsyncClient, callback_id: str, *states: str, within: float = 30.0
+async def wait_until(
+    client: httpx.AsyncClient,
+    callback_id: str,
+    condition: Callable[[dict[str, Any]], bool],
+    *,
+    within: float = 30.0,
 ) -> dict[str, Any]:
-    """Poll the ops view until the request is in one of `states`; that view."""
+    """Poll the ops view until `condition(view)` holds; that view."""
     async with asyncio.timeout(within):
         while True:
             # Polling: the request moves in the worker and the webhooks, which signal nothing.
             view = await ops(client, callback_id)
-            if view["status"] in states:
+            if condition(view):
                 return view
             await asyncio.sleep(0.05)
+
+
+async def wait_for(
+    client: httpx.AsyncClient, callback_id: str, *states: str, within: float = 30.0
+) -> dict[str, Any]:
+    """Poll the ops view until the request is in one of `states`; that view."""
+    return await wait_until(client, callback_id, lambda v: v["status"] in states, within=within)
 
 
 async def behave(client: httpx.AsyncClient, number: str, **script: Any) -> None:
@@ -75,3 +87,13 @@ async def calls_to(client: httpx.AsyncClient, number: str) -> list[dict[str, Any
     assert answer.status_code == 200, answer.text
     result: list[dict[str, Any]] = answer.json()
     return result
+
+
+async def ended_calls_to(client: httpx.AsyncClient, number: str) -> list[dict[str, Any]]:
+    """The calls to `number`, once every one of them has ended."""
+    async with asyncio.timeout(30):
+        while True:
+            found = await calls_to(client, number)
+            if all(call["state"] == "ended" for call in found):
+                return found
+            await asyncio.sleep(0.05)
