@@ -96,3 +96,16 @@ def test_emulator_command_refuses_to_start_without_its_secrets(
     finally:
         get_settings.cache_clear()
     assert "CALLTRACK_WEBHOOK_TOKEN" in capsys.readouterr().err
+
+
+def test_contract_documents_callbacks() -> None:
+    spec = json.loads(render())
+    form = spec["paths"]["/callback"]["post"]
+    assert form["operationId"] == "request_callback"
+    assert {"200", "422", "429"} <= set(form["responses"])
+    assert "/callback/{callback_id}" in spec["paths"]
+    assert spec["paths"]["/v1/callbacks"]["get"]["operationId"] == "list_callbacks"
+    assert "post" in spec["paths"]["/v1/callbacks/{callback_id}/cancel"]
+    hooks = "/webhooks/cloudonix/callbacks/{attempt_id}"
+    assert set(spec["paths"][f"{hooks}/dial-action"]) == {"get", "post"}
+    assert "401" in spec["paths"][f"{hooks}/session-update"]["post"]["responses"]

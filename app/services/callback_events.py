@@ -72,7 +72,9 @@ async def on_agent_event(
         return None
     if attempt.status == "originating":
         attempt.status = "ringing_agent"
-    if request.status == "cancelled":
+    # A call given up on (the request was cancelled, or the attempt was concluded never
+    # placed and made again) must not go on to dial the customer: hang it up.
+    if request.status == "cancelled" or attempt.status == "not_placed":
         return None if event.state.final else event.call_id
     if event.answered or event.state == CallState.ANSWERED:
         agent_answered(request, attempt, now=now, policy=policy)
