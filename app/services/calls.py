@@ -185,7 +185,15 @@ def _advance(call: Call, event: Progress) -> None:
     # An event that reports the end carries the call's whole timeline, measured at once;
     # it refines what earlier events said. The CDR is the platform's final word.
     complete = event.kind == "cdr" or (event.ended_at is not None and call.disposition is None)
-    if event.answered_at is not None and not dial_failed and (complete or not call.answered_at):
+    # A callback's answer and talk time are its customer's leg; the platform's events
+    # describe the agent's leg, which also holds the whisper and the customer's ringing.
+    customer_leg = call.attribution == "callback"
+    if (
+        event.answered_at is not None
+        and not dial_failed
+        and not customer_leg
+        and (complete or not call.answered_at)
+    ):
         call.answered_at = event.answered_at
     if event.ended_at is not None and (call.ended_at is None or complete):
         call.ended_at = event.ended_at
@@ -193,9 +201,7 @@ def _advance(call: Call, event: Progress) -> None:
         call.duration_seconds = max(0, round((call.ended_at - call.started_at).total_seconds()))
     for field in ("talk_seconds", "duration_seconds", "disposition", "recording_url"):
         value = getattr(event, field)
-        # A callback's talk time is its customer's leg; the platform's events describe the
-        # agent's leg, which also holds the whisper and the ringing of the customer.
-        if value is not None and not (field == "talk_seconds" and call.attribution == "callback"):
+        if value is not None and not (field == "talk_seconds" and customer_leg):
             setattr(call, field, value)
     if dial_failed:
         call.talk_seconds = 0

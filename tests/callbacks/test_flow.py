@@ -54,7 +54,13 @@ async def test_the_agent_answers_and_the_customer_is_bridged(
         assert dial["number"] == CUSTOMER
         assert dial["caller_id"] == pool["fallback_number"]
         assert "google" in " ".join(agent_leg["said"])
+        async with asyncio.timeout(BOUND):
+            while (await calls(client))[0]["disposition"] is None:  # the agent leg's CDR
+                await asyncio.sleep(0.05)
         [call] = await calls(client)
+        assert call["disposition"] == "ANSWER"
+        # The customer's leg, not the agent's (which the CDR describes), sets these.
+        assert call["started_at"] <= call["answered_at"] <= call["ended_at"]
         assert call["attribution"] == "callback"
         assert call["session_id"] == queued["session_id"]
         assert (call["source"], call["medium"], call["campaign"]) == ("google", "cpc", "brand")
