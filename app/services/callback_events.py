@@ -106,7 +106,7 @@ async def on_dial_result(
     now: datetime,
     policy: Policy,
 ) -> str:
-    """Apply the customer's dial result: 'completed', 'retry', or 'ignored'."""
+    """Apply the customer's dial result: 'completed', 'retry', 'given_up' or 'ignored'."""
     found = await _locked(db, attempt_id)
     if found is None:
         return "ignored"
@@ -127,9 +127,12 @@ async def on_dial_result(
             request.last_error = None
             request.call_id = call_id_stored
         return "completed"
-    if attempt.status in LIVE_ATTEMPT:
-        customer_failed(request, attempt, pool, status=status, now=now, policy=policy)
-    return "ignored" if request.status == "cancelled" else "retry"
+    if attempt.status not in LIVE_ATTEMPT:
+        return "ignored"  # a repeated delivery, or an attempt already concluded
+    customer_failed(request, attempt, pool, status=status, now=now, policy=policy)
+    if request.current_attempt_id != attempt.id or request.status == "cancelled":
+        return "ignored"
+    return "retry" if request.status == "customer_unreachable" else "given_up"
 
 
 async def _record_call(

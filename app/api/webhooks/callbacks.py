@@ -41,6 +41,7 @@ log = logging.getLogger("calltrack.callbacks")
 
 AttemptId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 _RETRY_LATER = "The customer did not answer. We will try again later."
+_GIVEN_UP = "The customer did not answer. This callback request is closed."
 
 
 async def _hang_up(state: AppState, call_id: str) -> None:
@@ -118,6 +119,8 @@ async def _dial_action(attempt_id: int, request: Request, state: AppState) -> Re
     doc = cxml.Response()
     if outcome == "retry":
         doc.say(_RETRY_LATER)
+    elif outcome == "given_up":
+        doc.say(_GIVEN_UP)
     return Response(doc.hangup().render(), media_type=XML)
 
 
