@@ -75,10 +75,11 @@ def is_current(request: CallbackRequest, attempt: CallbackAttempt) -> bool:
 
 
 def finish(request: CallbackRequest, status: str, now: datetime, error: str | None = None) -> None:
-    """End the request for good."""
+    """End the request for good; a claim on it (perhaps a dead worker's) ends too."""
     request.status = status
     request.ended_at = now
     request.updated_at = now
+    request.claimed_by = request.claim_token = request.claimed_until = None
     if error is not None:
         request.last_error = error[:255]
 
