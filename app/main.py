@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -12,7 +11,6 @@ from contextlib import asynccontextmanager
 import httpx
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.middleware.cors import CORSMiddleware
 
 from app import __version__, ratelimit
@@ -26,7 +24,7 @@ from app.metrics import Metrics
 from app.middleware import AccessMiddleware, EmulatorGuard
 from app.providers.voice.base import VoiceProvider
 from app.providers.voice.cloudonix import build_cloudonix
-from app.services.callback_worker import CallbackWorker
+from app.services.callback_worker import build_worker
 from app.services.desk import CallDesk
 from app.services.pools import PoolCache
 from app.settings import Settings, get_settings
@@ -43,38 +41,7 @@ def _voice(settings: Settings, http: httpx.AsyncClient, emulator_key: str) -> Vo
         return build_cloudonix(settings, http)
     # The adapter is the production one; only its address and key point at the emulator.
     return build_cloudonix(
-        settings, http, base_url=_own_url(settings) + "/emulator", api_key=emulator_key
-    )
-
-
-def _own_url(settings: Settings) -> str:
-    emulator_url = settings.emulator_url or "http://127.0.0.1:8000/emulator"
-    return emulator_url.removesuffix("/").removesuffix("/emulator")
-
-
-def webhook_base(settings: Settings) -> str | None:
-    """Where the voice platform reaches our webhooks; None if it cannot be known."""
-    if settings.public_url:
-        return settings.public_url.rstrip("/")
-    return _own_url(settings) if settings.voice_provider == "emulator" else None
-
-
-def build_worker(
-    settings: Settings,
-    sessionmaker: async_sessionmaker[AsyncSession],
-    voice: VoiceProvider,
-    clock: Clock,
-) -> CallbackWorker | None:
-    """The callback worker, unless the platform could not reach its webhooks."""
-    base = webhook_base(settings)
-    if base is None:
-        logging.getLogger("calltrack.callbacks").error(
-            "callbacks are queued but not called: set CALLTRACK_PUBLIC_URL so the voice "
-            "platform can reach the callback webhooks"
-        )
-        return None
-    return CallbackWorker(
-        sessionmaker=sessionmaker, provider=voice, settings=settings, clock=clock, base_url=base
+        settings, http, base_url=settings.service_url + "/emulator", api_key=emulator_key
     )
 
 
@@ -104,7 +71,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = utc_now) -> F
                 clock=clock,
                 # A fixed address: derived from a request's Host header, it would let anyone
                 # point the emulator, and the webhook token it carries, at another host.
-                service_url=_own_url(settings),
+                service_url=settings.service_url,
             ),
             prefix="",
         )
@@ -153,7 +120,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock = utc_now) -> F
             stop.set()
             with contextlib.suppress(asyncio.CancelledError):
                 await upkeep
-                if worker is not None:
+            if worker is not None:
+                with contextlib.suppress(asyncio.CancelledError):
                     await worker
             await desk.close()
             if emulator is not None:

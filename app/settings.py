@@ -180,6 +180,19 @@ class Settings(BaseSettings):
         return parse_rate(self.public_rate_limit)
 
     @property
+    def service_url(self) -> str:
+        """This service's own base URL with the emulator, from where the emulator is."""
+        emulator_url = self.emulator_url or "http://127.0.0.1:8000/emulator"
+        return emulator_url.removesuffix("/").removesuffix("/emulator")
+
+    @property
+    def callback_webhook_base(self) -> str | None:
+        """Where the voice platform reaches our webhooks; None if it cannot be known."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        return self.service_url if self.voice_provider == "emulator" else None
+
+    @property
     def callback_rate(self) -> tuple[int, int] | None:
         """The per-visitor limit on callback requests, or None when off."""
         return parse_rate(self.callback_rate_limit)

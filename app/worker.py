@@ -11,9 +11,9 @@ import httpx
 
 from app.clock import utc_now
 from app.db.session import make_engine, make_sessionmaker
-from app.main import build_worker
 from app.providers.voice.base import VoiceProvider
 from app.providers.voice.cloudonix import build_cloudonix
+from app.services.callback_worker import build_worker
 from app.settings import Settings
 
 log = logging.getLogger("calltrack.callbacks")
@@ -53,8 +53,10 @@ async def run(settings: Settings) -> int:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
-        await worker.run(stop)
-        await voice.aclose()
+        try:
+            await worker.run(stop)
+        finally:
+            await voice.aclose()
         return 0
     finally:
         await http.aclose()

@@ -90,12 +90,17 @@ async def request_callback(
         state.metrics.callbacks.labels(found.status).inc()
         if state.callback_worker is not None:
             tasks.add_task(state.callback_worker.wake)  # after the commit
+    # A form naming a number another visit already asked for gets that request's id (its
+    # state is nothing personal) but never that visit's session id.
+    own_session = queued.created or (
+        body.session_id is not None and body.session_id == found.session_id
+    )
     return CallbackQueued(
         message=QUEUED,
         callback_id=found.id,
         scheduled_for=found.scheduled_for,
         state=found.status,
-        session_id=found.session_id,
+        session_id=found.session_id if own_session else body.session_id,
     )
 
 

@@ -12,6 +12,7 @@ from app.db.repositories import callbacks as repo
 from app.db.repositories import calls, sessions
 from app.providers.voice.base import CallState
 from app.services.callback_flow import (
+    ABANDONED,
     LIVE_ATTEMPT,
     Policy,
     agent_answered,
@@ -63,7 +64,7 @@ def _ours(attempt: CallbackAttempt, call_id: str) -> bool:
 async def on_agent_event(
     db: AsyncSession, event: AgentEvent, *, now: datetime, policy: Policy
 ) -> str | None:
-    """Apply a session update; the call id to hang up when its request was cancelled."""
+    """Apply a session update; the call id to hang up when the call must not go on."""
     found = await _locked(db, event.attempt_id)
     if found is None:
         return None
@@ -72,11 +73,12 @@ async def on_agent_event(
         return None
     if attempt.status == "originating":
         attempt.status = "ringing_agent"
-    # A call given up on (the request was cancelled, or the attempt was concluded never
-    # placed and made again) must not go on to dial the customer: hang it up.
-    if request.status == "cancelled" or attempt.status == "not_placed":
+    # A call given up on (cancelled, concluded never placed, or its agent counted out) must
+    # not go on to dial the customer: hang it up.
+    if request.status == "cancelled" or attempt.status in ABANDONED:
         return None if event.state.final else event.call_id
-    if event.answered or event.state == CallState.ANSWERED:
+    # A leg that ended "completed" was answered, whether or not its answer time came along.
+    if event.answered or event.state in (CallState.ANSWERED, CallState.COMPLETED):
         agent_answered(request, attempt, now=now, policy=policy)
     if not event.state.final or attempt.status not in LIVE_ATTEMPT:
         return None
@@ -89,11 +91,16 @@ async def on_agent_event(
     return None
 
 
-def agent_leg_over(
-    request: CallbackRequest, attempt: CallbackAttempt, pool: Pool, *, now: datetime, policy: Policy
-) -> None:
-    """The agent's leg ended without a word on the customer's: count the customer unreached."""
-    customer_failed(request, attempt, pool, status="no-result", now=now, policy=policy)
+@dataclass(frozen=True)
+class DialOutcome:
+    """What the agent hears next, and the call of another attempt to hang up, if any.
+
+    `outcome` is 'completed', 'retry' (the customer will be called again), 'given_up' or
+    'ignored'.
+    """
+
+    outcome: str
+    hang_up: str | None = None
 
 
 async def on_dial_result(
@@ -105,34 +112,58 @@ async def on_dial_result(
     talk_seconds: int,
     now: datetime,
     policy: Policy,
-) -> str:
-    """Apply the customer's dial result: 'completed', 'retry', 'given_up' or 'ignored'."""
+) -> DialOutcome:
+    """Apply the customer's dial result."""
     found = await _locked(db, attempt_id)
     if found is None:
-        return "ignored"
+        return DialOutcome("ignored")
     request, attempt, pool = found
     if not _ours(attempt, call_id):
-        return "ignored"
+        return DialOutcome("ignored")
     if status in ANSWERED:
-        if attempt.status == "completed":
-            return "completed"  # a repeated delivery
-        attempt.status = "completed"
-        attempt.customer_status = "completed"
-        attempt.talk_seconds = talk_seconds
-        attempt.ended_at = now
-        call_id_stored = await _record_call(db, request, attempt, pool, now=now)
-        # A late result still counts: the customer was reached, whatever was concluded since.
-        if request.current_attempt_id == attempt.id and request.status != "cancelled":
-            finish(request, "completed", now)
-            request.last_error = None
-            request.call_id = call_id_stored
-        return "completed"
+        return await _reached(db, request, attempt, pool, talk_seconds=talk_seconds, now=now)
     if attempt.status not in LIVE_ATTEMPT:
-        return "ignored"  # a repeated delivery, or an attempt already concluded
+        return DialOutcome("ignored")  # a repeated delivery, or an attempt already concluded
     customer_failed(request, attempt, pool, status=status, now=now, policy=policy)
     if request.current_attempt_id != attempt.id or request.status == "cancelled":
-        return "ignored"
-    return "retry" if request.status == "customer_unreachable" else "given_up"
+        return DialOutcome("ignored")
+    return DialOutcome("retry" if request.status == "customer_unreachable" else "given_up")
+
+
+async def _reached(
+    db: AsyncSession,
+    request: CallbackRequest,
+    attempt: CallbackAttempt,
+    pool: Pool,
+    *,
+    talk_seconds: int,
+    now: datetime,
+) -> DialOutcome:
+    """The customer answered: record the call and complete the request, once."""
+    if attempt.status == "completed":
+        return DialOutcome("completed")  # a repeated delivery
+    attempt.status = "completed"
+    attempt.customer_status = "completed"
+    attempt.talk_seconds = talk_seconds
+    attempt.ended_at = now
+    stored = await _record_call(db, request, attempt, pool, now=now)
+    hang_up = None
+    # A late result counts whatever was concluded since: the customer was reached, so the
+    # request is done, and a newer attempt's call (about to ring them again) is ended.
+    if request.status not in ("cancelled", "completed"):
+        current_id = request.current_attempt_id
+        if current_id is not None and current_id != attempt.id:
+            current = await repo.attempt_for_update(db, current_id)
+            if current is not None and current.status in LIVE_ATTEMPT:
+                current.status = "cancelled"
+                current.ended_at = now
+                current.error = "an earlier attempt reached the customer"
+                hang_up = current.provider_call_id
+        finish(request, "completed", now)
+        request.last_error = None
+        request.call_id = stored
+        request.current_attempt_id = attempt.id
+    return DialOutcome("completed", hang_up)
 
 
 async def _record_call(

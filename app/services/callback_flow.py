@@ -21,6 +21,10 @@ IN_FLIGHT = frozenset({"calling_agent", "calling_customer"})
 ACTIVE = frozenset(CALLBACK_ACTIVE)
 # Attempt states in which the platform may still be running the call.
 LIVE_ATTEMPT = frozenset({"originating", "ringing_agent", "agent_answered"})
+# Attempts given up on: a call of theirs still running must not reach the customer.
+ABANDONED = frozenset({"not_placed", "cancelled", "agent_unavailable"})
+# Beyond the rings and the longest conversation, a call still "live" is a stuck record.
+DEADLINE_MARGIN = timedelta(minutes=5)
 
 
 @dataclass(frozen=True)
@@ -37,6 +41,7 @@ class Policy:
     claim: timedelta
     check: timedelta
     orphan: timedelta
+    number_limit: int
 
     @classmethod
     def of(cls, settings: Settings) -> Policy:
@@ -52,7 +57,13 @@ class Policy:
             claim=timedelta(seconds=settings.callback_claim_seconds),
             check=timedelta(seconds=settings.callback_check_seconds),
             orphan=timedelta(seconds=settings.callback_orphan_seconds),
+            number_limit=settings.callback_number_limit,
         )
+
+    def deadline(self, attempt: CallbackAttempt) -> datetime:
+        """When a call of this attempt must be over, whatever its records say."""
+        rings = timedelta(seconds=self.agent_ring + self.customer_ring + self.time_limit)
+        return attempt.created_at + rings + DEADLINE_MARGIN
 
 
 def agents_of(pool: Pool) -> list[str]:
@@ -120,6 +131,8 @@ def agent_failed(
     policy: Policy,
 ) -> None:
     """The agent did not take the call: ring the next agent, or retry the round later."""
+    if attempt.status == "cancelled":
+        return
     attempt.status = "agent_unavailable"
     attempt.error = reason[:255]
     attempt.ended_at = attempt.ended_at or now
@@ -152,6 +165,8 @@ def customer_failed(
     policy: Policy,
 ) -> None:
     """The customer did not pick up: retry later."""
+    if attempt.status == "cancelled":
+        return
     attempt.status = "customer_unreachable"
     attempt.customer_status = status[:16]
     attempt.ended_at = attempt.ended_at or now

@@ -24,6 +24,8 @@ from app.services.callback_flow import (
 from app.services.marketing import channel_of
 
 Change = Callable[[CallbackRequest, CallbackAttempt, Pool, datetime], None]
+# However many requests name a number, its phone rings at most `number_limit` times in this.
+NUMBER_WINDOW = timedelta(hours=1)
 
 
 @dataclass(frozen=True)
@@ -45,8 +47,9 @@ class Check:
 
     request_id: str
     attempt_id: int
-    call_id: str | None
+    call_id: str
     leg_over: bool
+    past_deadline: bool
 
 
 def _release(request: CallbackRequest, token: str) -> None:
@@ -80,6 +83,8 @@ async def _step(
     )
     if attempt is not None and attempt.status in LIVE_ATTEMPT:
         return _overdue(request, attempt, now=now, policy=policy)
+    if request.agent_index == 0 and await _called_too_often(db, request, now, policy):
+        return None
     if now >= request.expires_at:
         finish(request, "failed", now, "expired before anyone could be reached")
         return None
@@ -133,12 +138,29 @@ def _overdue(
         if now < heard_by:
             request.next_attempt_at = heard_by
             return None
-        # Recorded, then no word from the platform at all: most likely never placed (the
-        # worker died first). Dial again rather than leave the customer waiting.
+        # Recorded, then no word from the platform for a whole claim (the worker keeps its
+        # claim alive while it waits on the platform): the worker died before the call was
+        # placed, or the platform never placed it. Should the call turn up after all, its
+        # first session update finds the attempt abandoned and hangs it up.
         not_placed(request, attempt, "no word from the platform", due=now, previous="queued")
         return None
     leg_over = attempt.status == "agent_answered" and attempt.ended_at is not None
-    return Check(request.id, attempt.id, attempt.provider_call_id, leg_over)
+    past = now >= policy.deadline(attempt)
+    return Check(request.id, attempt.id, attempt.provider_call_id, leg_over, past)
+
+
+async def _called_too_often(
+    db: AsyncSession, request: CallbackRequest, now: datetime, policy: Policy
+) -> bool:
+    """Whether the customer's phone already rang the hourly limit; if so, wait."""
+    since = now - NUMBER_WINDOW
+    rung = await repo.customer_rings_since(db, phone=request.phone, since=since)
+    if len(rung) < policy.number_limit:
+        return False
+    request.next_attempt_at = rung[0] + NUMBER_WINDOW
+    request.updated_at = now
+    request.last_error = "waiting: this number was called the most an hour allows"
+    return True
 
 
 async def _whisper(db: AsyncSession, request: CallbackRequest, pool: Pool) -> str:
@@ -158,8 +180,8 @@ async def _whisper(db: AsyncSession, request: CallbackRequest, pool: Pool) -> st
 
 async def settle(
     db: AsyncSession, *, request_id: str, token: str, attempt_id: int, now: datetime, change: Change
-) -> None:
-    """Apply a step's result under the request's lock, then let go of the claim.
+) -> str | None:
+    """Apply a step's result under the request's lock, let go of the claim; the attempt's state.
 
     The change applies even when the claim lapsed meanwhile: the rules check the attempt's
     and the request's states, so a result that came too late changes nothing it should not.
@@ -167,9 +189,10 @@ async def settle(
     request = await repo.get_for_update(db, request_id)
     attempt = await repo.attempt_for_update(db, attempt_id)
     if request is None or attempt is None:
-        return
+        return None
     change(request, attempt, await repo.pool_of(db, request.pool_id), now)
     _release(request, token)
+    return attempt.status
 
 
 async def release(db: AsyncSession, *, request_id: str, token: str) -> None:
@@ -200,6 +223,8 @@ def not_placed(
     request: CallbackRequest, attempt: CallbackAttempt, error: str, *, due: datetime, previous: str
 ) -> None:
     """No call was placed: the attempt does not count, and the request waits until `due`."""
+    if attempt.status == "cancelled":
+        return
     attempt.status = "not_placed"
     attempt.error = error[:255]
     attempt.ended_at = attempt.ended_at or due
@@ -220,10 +245,13 @@ def await_word(
     if attempt.provider_call_id is not None:  # its session updates have come already
         placed(request, attempt, attempt.provider_call_id, now=now, policy=policy)
     elif is_current(request, attempt):
-        request.next_attempt_at = max(now, attempt.created_at + policy.orphan)
+        # From now, not from the attempt's start: the answer may have taken a while to be lost.
+        request.next_attempt_at = now + policy.orphan
 
 
-def look_again(request: CallbackRequest, *, now: datetime, policy: Policy) -> None:
+def look_again(
+    request: CallbackRequest, attempt: CallbackAttempt, *, now: datetime, policy: Policy
+) -> None:
     """The call is still going: check on it later."""
-    if request.status in IN_FLIGHT:
+    if is_current(request, attempt) and attempt.status in LIVE_ATTEMPT:
         request.next_attempt_at = now + policy.check

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import logging
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -16,12 +17,12 @@ from app.db.models import CallbackAttempt, CallbackRequest
 from app.db.repositories import callbacks as repo
 from app.db.repositories import pools, sessions
 from app.errors import Conflict, InvalidInput, NotFound, RateLimited
+from app.providers.voice.base import ProviderError, VoiceProvider
 from app.services import hours
 from app.services.callback_flow import ACTIVE, LIVE_ATTEMPT, Policy, finish
 from app.services.leasing import new_session_id
 from app.services.phone import InvalidPhone, to_e164
 
-ID_PATTERN = r"^cb_[A-Za-z0-9_-]{22}$"
 PER_NUMBER_WINDOW = timedelta(hours=1)
 # Numbers that cost the business money to call, or route somewhere nobody asked for: the
 # toll-fraud favourites.
@@ -33,6 +34,20 @@ _REFUSED_TYPES = {
     phonenumbers.PhoneNumberType.PAGER: "pager",
     phonenumbers.PhoneNumberType.VOICEMAIL: "voicemail",
 }
+
+
+log = logging.getLogger("calltrack.callbacks")
+
+
+async def hang_up(provider: VoiceProvider, call_id: str, *, reason: str) -> None:
+    """End a callback's call that must not go on; a failure is logged, not raised.
+
+    The call's next session update finds it abandoned and asks again.
+    """
+    try:
+        await provider.hangup(call_id, reason=reason)
+    except ProviderError as exc:
+        log.warning("hanging up a callback's call failed: %s", exc)
 
 
 def new_id() -> str:

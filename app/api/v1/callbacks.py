@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from datetime import datetime
 from typing import Annotated
 
@@ -10,7 +9,6 @@ from fastapi import APIRouter, BackgroundTasks, Path, Query
 
 from app.api.deps import AdminDep, NowDep, SessionDep, StateDep
 from app.db.models import CallbackRequest
-from app.providers.voice.base import ProviderError, VoiceProvider
 from app.schemas.callbacks import (
     CALLBACK_ID_PATTERN,
     CallbackAttemptOut,
@@ -28,7 +26,6 @@ router = APIRouter(
     dependencies=[AdminDep],
     responses=problem_responses(401, 503),
 )
-log = logging.getLogger("calltrack.callbacks")
 CallbackIdPath = Annotated[str, Path(pattern=CALLBACK_ID_PATTERN)]
 
 
@@ -80,14 +77,6 @@ async def get_callback(callback_id: CallbackIdPath, db: SessionDep) -> CallbackD
     )
 
 
-async def _hang_up(provider: VoiceProvider, call_id: str) -> None:
-    try:
-        await provider.hangup(call_id, reason="cancelled")
-    except ProviderError as exc:
-        # The call's next session update finds the request cancelled and hangs up again.
-        log.warning("cancelled callback: hanging up its call failed: %s", exc)
-
-
 @router.post(
     "/{callback_id}/cancel", response_model=CallbackDetail, responses=problem_responses(404, 409)
 )
@@ -101,7 +90,8 @@ async def cancel_callback(
     """Cancel a pending request; a call in progress is hung up. Cancelling twice is fine."""
     live_call = await callbacks.cancel(db, callback_id, now=now)
     if live_call is not None:
-        tasks.add_task(_hang_up, state.voice, live_call)  # once the cancel is committed
+        # Once the cancel is committed, so the call's updates find the request cancelled.
+        tasks.add_task(callbacks.hang_up, state.voice, live_call, reason="cancelled")
     request, pool, attempts = await callbacks.detail(db, callback_id)
     return CallbackDetail.model_validate(
         {

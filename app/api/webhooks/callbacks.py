@@ -28,11 +28,11 @@ from app.api.webhooks.cloudonix import (
 )
 from app.errors import InvalidInput, invalid_input
 from app.providers.voice import cxml
-from app.providers.voice.base import ProviderError
 from app.providers.voice.cloudonix import map_status
 from app.schemas.cloudonix import SessionUpdate
 from app.schemas.problem import problem_responses
-from app.services.callback_events import AgentEvent, on_agent_event, on_dial_result
+from app.services import callbacks
+from app.services.callback_events import AgentEvent, DialOutcome, on_agent_event, on_dial_result
 from app.services.callback_flow import Policy
 from app.state import AppState
 
@@ -42,13 +42,6 @@ log = logging.getLogger("calltrack.callbacks")
 AttemptId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 _RETRY_LATER = "The customer did not answer. We will try again later."
 _GIVEN_UP = "The customer did not answer. This callback request is closed."
-
-
-async def _hang_up(state: AppState, call_id: str) -> None:
-    try:
-        await state.voice.hangup(call_id, reason="cancelled")
-    except ProviderError as exc:
-        log.warning("cancelled callback: hanging up its call failed: %s", exc)
 
 
 @router.post(
@@ -90,11 +83,13 @@ async def callback_session_update(
             hang_up = await on_agent_event(db, event, now=state.clock(), policy=policy)
             await db.commit()
         if hang_up is not None:
-            tasks.add_task(_hang_up, state, hang_up)
+            tasks.add_task(callbacks.hang_up, state.voice, hang_up, reason="abandoned")
     return Accepted(received=len(updates), queued=0)
 
 
-async def _dial_action(attempt_id: int, request: Request, state: AppState) -> Response:
+async def _dial_action(
+    attempt_id: int, request: Request, state: AppState, tasks: BackgroundTasks
+) -> Response:
     authenticate(request, state)
     voice = voice_request(await read_fields(request), state, request)
     status = (voice.dial_call_status or "").strip().lower()
@@ -102,7 +97,7 @@ async def _dial_action(attempt_id: int, request: Request, state: AppState) -> Re
         raise InvalidInput("DialCallStatus is required", field="DialCallStatus")
     try:
         async with state.sessionmaker() as db:
-            outcome = await on_dial_result(
+            result = await on_dial_result(
                 db,
                 attempt_id=attempt_id,
                 call_id=voice.call_id,
@@ -115,7 +110,10 @@ async def _dial_action(attempt_id: int, request: Request, state: AppState) -> Re
     except (SQLAlchemyError, OSError):
         # The agent still gets an answer; the worker's check on the call settles it later.
         log.exception("callback dial result for attempt %d not stored", attempt_id)
-        outcome = "ignored"
+        result = DialOutcome("ignored")
+    if result.hang_up is not None:
+        tasks.add_task(callbacks.hang_up, state.voice, result.hang_up, reason="abandoned")
+    outcome = result.outcome
     doc = cxml.Response()
     if outcome == "retry":
         doc.say(_RETRY_LATER)
@@ -132,10 +130,10 @@ async def _dial_action(attempt_id: int, request: Request, state: AppState) -> Re
     summary="The customer leg of a callback: how its <Dial> ended",
 )
 async def callback_dial_action(
-    attempt_id: AttemptId, request: Request, state: StateDep
+    attempt_id: AttemptId, request: Request, state: StateDep, tasks: BackgroundTasks
 ) -> Response:
     """Complete the callback, or schedule a retry when the customer did not answer."""
-    return await _dial_action(attempt_id, request, state)
+    return await _dial_action(attempt_id, request, state, tasks)
 
 
 @router.get(
@@ -145,7 +143,7 @@ async def callback_dial_action(
     summary="The customer leg of a callback, parameters in the query string",
 )
 async def callback_dial_action_get(
-    attempt_id: AttemptId, request: Request, state: StateDep
+    attempt_id: AttemptId, request: Request, state: StateDep, tasks: BackgroundTasks
 ) -> Response:
     """The same as the POST form, for `<Dial method="GET">`."""
-    return await _dial_action(attempt_id, request, state)
+    return await _dial_action(attempt_id, request, state, tasks)

@@ -13,7 +13,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
 from app.db.models import (
-    CALLBACK_ACTIVE,
     CALLBACK_ACTIVE_SQL,
     CallbackAttempt,
     CallbackRequest,
@@ -37,9 +36,8 @@ async def insert_unless_pending(db: AsyncSession, values: Mapping[str, Any]) -> 
 
 async def pending_for_phone(db: AsyncSession, phone: str) -> CallbackRequest | None:
     """The number's pending request, if any."""
-    stmt = select(CallbackRequest).where(
-        CallbackRequest.phone == phone, CallbackRequest.status.in_(CALLBACK_ACTIVE)
-    )
+    # The partial index's own predicate, written the same way, so the planner can use it.
+    stmt = select(CallbackRequest).where(CallbackRequest.phone == phone, CALLBACK_ACTIVE_SQL)
     return (await db.execute(stmt)).scalar_one_or_none()
 
 
@@ -70,7 +68,7 @@ async def claim_due(
     conn = await db.connection()
     due = (
         select(CallbackRequest.id)
-        .where(CallbackRequest.status.in_(CALLBACK_ACTIVE), CallbackRequest.next_attempt_at <= now)
+        .where(CALLBACK_ACTIVE_SQL, CallbackRequest.next_attempt_at <= now)
         .order_by(CallbackRequest.next_attempt_at)
         .limit(limit)
     )
@@ -200,3 +198,41 @@ async def oldest_since(
     if oldest.tzinfo is None:
         oldest = oldest.replace(tzinfo=UTC)
     return oldest, int(count)
+
+
+async def customer_rings_since(db: AsyncSession, *, phone: str, since: datetime) -> list[datetime]:
+    """When the number's phone was rung (an agent answered and dialled it), oldest first."""
+    stmt = (
+        select(CallbackAttempt.agent_answered_at)
+        .join(CallbackRequest, CallbackRequest.id == CallbackAttempt.request_id)
+        .where(
+            CallbackRequest.phone == phone,
+            CallbackAttempt.agent_answered_at.is_not(None),
+            CallbackAttempt.agent_answered_at > since,
+        )
+        .order_by(CallbackAttempt.agent_answered_at)
+    )
+    return [row for row in (await db.execute(stmt)).scalars() if row is not None]
+
+
+async def extend_claim(
+    db: AsyncSession, *, request_id: str, attempt_id: int, token: str, until: datetime
+) -> bool:
+    """Keep a claim alive while its worker waits on the platform to place a call.
+
+    Only while nothing has moved the request on: an event that did (a busy agent) set the
+    due time it needs, which a later extension must not push back.
+    """
+    stmt = (
+        update(CallbackRequest)
+        .where(
+            CallbackRequest.id == request_id,
+            CallbackRequest.claim_token == token,
+            CallbackRequest.current_attempt_id == attempt_id,
+            CallbackRequest.status == "calling_agent",
+        )
+        .values(claimed_until=until, next_attempt_at=until)
+        .execution_options(synchronize_session=False)
+    )
+    result = await db.execute(stmt)
+    return bool(getattr(result, "rowcount", 0))
