@@ -6,26 +6,16 @@ from typing import Annotated
 
 from fastapi import APIRouter, BackgroundTasks, Path, Request, Response
 
-from app.api.deps import NowDep, SessionDep, StateDep, bearer_token
-from app.errors import RateLimited
-from app.ratelimit import Decision
+from app.api import visitors
+from app.api.deps import NowDep, SessionDep, StateDep
 from app.schemas.callbacks import CALLBACK_ID_PATTERN, CallbackIn, CallbackQueued, CallbackState
 from app.schemas.problem import problem_responses
-from app.services import callbacks, site_keys, visits
+from app.services import callbacks, visits
 from app.services.callback_flow import ACTIVE, Policy
 
 router = APIRouter(tags=["public"])
 
 QUEUED = "Callback request queued, please wait..."
-
-
-def _refuse(decision: Decision, what: str) -> None:
-    if not decision.allowed:
-        raise RateLimited(
-            f"too many {what} from this visitor; retry later",
-            headers={"Retry-After": str(decision.retry_after), "Cache-Control": "no-store"},
-            retry_after=decision.retry_after,
-        )
 
 
 @router.post(
@@ -49,28 +39,16 @@ async def request_callback(
     apply per visitor IP and per number, and only numbers in the pool's countries are called.
     """
     response.headers["Cache-Control"] = "no-store"
-    token = bearer_token(request)
-    site_key = await site_keys.verify(db, token) if token else None
-    visitor = visits.identify(
-        site_key_id=site_key.id if site_key else None,
-        context_ip=body.context.ip,
-        context_user_agent=body.context.user_agent,
-        peer_ip=request.client.host if request.client else None,
-        header_user_agent=request.headers.get("user-agent"),
-    )
+    visitor = await visitors.identify(request, db, body.context)
     key = visits.rate_key(visitor)
-    _refuse(await state.limiter.hit(key), "requests")
-    _refuse(await state.callback_limiter.hit(f"cb:{key}"), "callback requests")
+    visitors.enforce(await state.limiter.hit(key))
+    visitors.enforce(await state.callback_limiter.hit(f"cb:{key}"), "callback requests")
     settings = state.settings
-    hash_key = settings.ip_hash_key
-    fields = visits.session_fields(
-        context=body.context.model_dump(),
-        prospect={
-            "email": body.email.lower() if body.email else None,
-            "fullname": body.fullname or None,
-        },
-        visitor=visitor,
-        ip_hash_key=hash_key.get_secret_value().encode() if hash_key else None,
+    fields = visitors.session_fields(
+        settings,
+        body.context,
+        {"email": body.email.lower() if body.email else None, "fullname": body.fullname or None},
+        visitor,
     )
     queued = await callbacks.request_callback(
         db,
@@ -120,7 +98,7 @@ async def callback_state(
     """Where the request stands: queued, calling, completed, ...; no personal data."""
     response.headers["Cache-Control"] = "no-store"
     peer = request.client.host if request.client else "unknown"
-    _refuse(await state.limiter.hit(f"ip:{peer}"), "requests")
+    visitors.enforce(await state.limiter.hit(f"ip:{peer}"))
     found = await callbacks.get(db, callback_id)
     return CallbackState(
         callback_id=found.id,

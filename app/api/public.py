@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 
-from app.api.deps import NowDep, SessionDep, StateDep, bearer_token
-from app.errors import InvalidInput, RateLimited
+from app.api import visitors
+from app.api.deps import NowDep, SessionDep, StateDep
+from app.errors import InvalidInput
 from app.schemas.problem import problem_responses
 from app.schemas.public import TrackingNumberRequest, TrackingNumberResponse
-from app.services import leasing, pools, site_keys, visits
+from app.services import leasing, pools, visits
 from app.services.bots import is_bot
 from app.services.phone import InvalidPhone, digits, to_e164
 
@@ -38,22 +39,8 @@ async def get_tracking_number(
     pass the visitor's `context.ip` and `context.user_agent`; a browser is known by its own.
     """
     response.headers["Cache-Control"] = "no-store"
-    token = bearer_token(request)
-    site_key = await site_keys.verify(db, token) if token else None
-    visitor = visits.identify(
-        site_key_id=site_key.id if site_key else None,
-        context_ip=body.context.ip,
-        context_user_agent=body.context.user_agent,
-        peer_ip=request.client.host if request.client else None,
-        header_user_agent=request.headers.get("user-agent"),
-    )
-    decision = await state.limiter.hit(visits.rate_key(visitor))
-    if not decision.allowed:
-        raise RateLimited(
-            "too many requests from this visitor; retry later",
-            headers={"Retry-After": str(decision.retry_after), "Cache-Control": "no-store"},
-            retry_after=decision.retry_after,
-        )
+    visitor = await visitors.identify(request, db, body.context)
+    visitors.enforce(await state.limiter.hit(visits.rate_key(visitor)))
 
     phone = None
     if body.phone:
@@ -61,16 +48,15 @@ async def get_tracking_number(
             phone = to_e164(body.phone, region=state.settings.default_region)
         except InvalidPhone as exc:
             raise InvalidInput(f"phone: {exc}", field="phone") from exc
-    key = state.settings.ip_hash_key
-    fields = visits.session_fields(
-        context=body.context.model_dump(),
-        prospect={
+    fields = visitors.session_fields(
+        state.settings,
+        body.context,
+        {
             "email": body.email.lower() if body.email else None,
             "phone": phone,
             "fullname": body.fullname or None,
         },
-        visitor=visitor,
-        ip_hash_key=key.get_secret_value().encode() if key else None,
+        visitor,
     )
     pool = await pools.resolve(db, state.pool_cache, body.pool)
     assigned = await leasing.assign(

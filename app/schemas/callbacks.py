@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from app.schemas.public import POOL_NAME_PATTERN, SESSION_ID_PATTERN, VisitContext
+from app.schemas.public import Phone, ProspectForm
 
 CallbackStatus = Literal[
     "queued",
@@ -24,7 +24,7 @@ CALLBACK_ID_PATTERN = r"^cb_[A-Za-z0-9_-]{22}$"
 CallbackId = Annotated[str, StringConstraints(pattern=CALLBACK_ID_PATTERN)]
 
 
-class CallbackIn(BaseModel):
+class CallbackIn(ProspectForm):
     """A prospect form asking to be called back: the tutorial's fields, plus extensions."""
 
     model_config = ConfigDict(
@@ -41,12 +41,7 @@ class CallbackIn(BaseModel):
         },
     )
 
-    email: EmailStr | None = None
-    phone: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=32)]
-    fullname: Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)] | None = None
-    session_id: Annotated[str, StringConstraints(pattern=SESSION_ID_PATTERN)] | None = None
-    pool: Annotated[str, StringConstraints(pattern=POOL_NAME_PATTERN)] = "default"
-    context: VisitContext = Field(default_factory=VisitContext)
+    phone: Phone = Field(description="The number to call back; E.164 or national digits.")
 
 
 class CallbackQueued(BaseModel):

@@ -52,7 +52,23 @@ class VisitContext(BaseModel):
             raise ValueError("not an IP address") from exc
 
 
-class TrackingNumberRequest(BaseModel):
+Phone = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=32)]
+
+
+class ProspectForm(BaseModel):
+    """The tutorial's prospect form (email, name; phone as each endpoint needs it) and our
+    extensions: the visit's session, the pool, the marketing context."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    email: EmailStr | None = None
+    fullname: Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)] | None = None
+    session_id: Annotated[str, StringConstraints(pattern=SESSION_ID_PATTERN)] | None = None
+    pool: Annotated[str, StringConstraints(pattern=POOL_NAME_PATTERN)] = "default"
+    context: VisitContext = Field(default_factory=VisitContext)
+
+
+class TrackingNumberRequest(ProspectForm):
     """A prospect form or a page asking for a tracking number; every field is optional."""
 
     model_config = ConfigDict(
@@ -70,12 +86,7 @@ class TrackingNumberRequest(BaseModel):
         },
     )
 
-    email: EmailStr | None = None
     phone: Annotated[str, StringConstraints(strip_whitespace=True, max_length=32)] | None = None
-    fullname: Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)] | None = None
-    session_id: Annotated[str, StringConstraints(pattern=SESSION_ID_PATTERN)] | None = None
-    pool: Annotated[str, StringConstraints(pattern=POOL_NAME_PATTERN)] = "default"
-    context: VisitContext = Field(default_factory=VisitContext)
 
 
 class TrackingNumberResponse(BaseModel):

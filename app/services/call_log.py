@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
@@ -13,6 +11,7 @@ from app.db.models import Call, Lease, VisitorSession
 from app.db.repositories import calls, pools
 from app.db.repositories.calls import CallFilter
 from app.errors import InvalidInput, NotFound
+from app.services import cursors
 
 MAX_ID = 2**63 - 1
 
@@ -31,21 +30,19 @@ def utc(value: datetime | None, *, field: str) -> datetime | None:
 
 def encode_cursor(call: Call) -> str:
     """An opaque cursor after this call."""
-    raw = f"{call.started_at.astimezone(UTC).isoformat()}|{call.id}"
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+    return cursors.encode(call.started_at, call.id)
+
+
+def _call_id(text: str) -> int:
+    value = int(text)
+    if not 0 < value < MAX_ID:
+        raise ValueError("out of range")
+    return value
 
 
 def decode_cursor(cursor: str) -> tuple[datetime, int]:
     """The (started_at, id) a cursor points after."""
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        at, _, call_id = raw.partition("|")
-        when, after = datetime.fromisoformat(at), int(call_id)
-        if when.tzinfo is None or not 0 < after < MAX_ID:
-            raise ValueError("out of range")
-        return when.astimezone(UTC), after
-    except (ValueError, OverflowError, binascii.Error, UnicodeDecodeError) as exc:
-        raise InvalidInput("cursor: not a cursor this API gave out", field="query.cursor") from exc
+    return cursors.decode(cursor, _call_id)
 
 
 async def page(

@@ -10,7 +10,6 @@ import logging
 from typing import Annotated
 
 from fastapi import APIRouter, BackgroundTasks, Path, Request, Response
-from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.api.deps import StateDep
@@ -20,16 +19,13 @@ from app.api.webhooks.cloudonix import (
     XML,
     Accepted,
     authenticate,
-    check_domain,
-    parse_json,
-    read_body,
     read_fields,
+    session_updates,
     voice_request,
 )
-from app.errors import InvalidInput, invalid_input
+from app.errors import InvalidInput
 from app.providers.voice import cxml
 from app.providers.voice.cloudonix import map_status
-from app.schemas.cloudonix import SessionUpdate
 from app.schemas.problem import problem_responses
 from app.services import callbacks
 from app.services.callback_events import AgentEvent, DialOutcome, on_agent_event, on_dial_result
@@ -54,19 +50,7 @@ async def callback_session_update(
     attempt_id: AttemptId, request: Request, state: StateDep, tasks: BackgroundTasks
 ) -> Accepted:
     """Move the callback on as its agent's phone rings, answers, or does not."""
-    authenticate(request, state)
-    parsed = parse_json(await read_body(request))
-    items = parsed if isinstance(parsed, list) else [parsed]
-    if not items or len(items) > 100:
-        raise InvalidInput("body: expected 1 to 100 session updates", field="body")
-    updates = []
-    for index, item in enumerate(items):
-        try:
-            updates.append(SessionUpdate.model_validate(item))
-        except ValidationError as exc:
-            raise invalid_input(exc, prefix=f"[{index}]." if len(items) > 1 else "") from exc
-    for update in updates:
-        check_domain(state, update.domain)
+    updates = await session_updates(request, state)
     policy = Policy.of(state.settings)
     for update in updates:
         event = AgentEvent(

@@ -292,14 +292,8 @@ def _progress(update: SessionUpdate, received_at: datetime) -> Progress:
     )
 
 
-@router.post(
-    "/session-update",
-    response_model=Accepted,
-    responses=problem_responses(401, 403, 422, 503),
-    summary="Cloudonix session updates (one object or a list)",
-)
-async def cloudonix_session_update(request: Request, state: StateDep) -> Accepted:
-    """Move calls through ringing, answered and ended; repeats change nothing."""
+async def session_updates(request: Request, state: AppState) -> list[SessionUpdate]:
+    """An authenticated request's session updates (one object or a list), all for our domain."""
     authenticate(request, state)
     parsed = parse_json(await read_body(request))
     items = parsed if isinstance(parsed, list) else [parsed]
@@ -313,6 +307,18 @@ async def cloudonix_session_update(request: Request, state: StateDep) -> Accepte
             raise invalid_input(exc, prefix=f"[{index}]." if len(items) > 1 else "") from exc
     for update in updates:
         check_domain(state, update.domain)
+    return updates
+
+
+@router.post(
+    "/session-update",
+    response_model=Accepted,
+    responses=problem_responses(401, 403, 422, 503),
+    summary="Cloudonix session updates (one object or a list)",
+)
+async def cloudonix_session_update(request: Request, state: StateDep) -> Accepted:
+    """Move calls through ringing, answered and ended; repeats change nothing."""
+    updates = await session_updates(request, state)
     queued = 0
     for update in updates:
         if not await state.desk.progress(_progress(update, state.clock())):
