@@ -27,7 +27,8 @@ from app.clock import Clock
 from app.db.repositories import callbacks as repo
 from app.providers.voice.base import VoiceProvider
 from app.services import callback_plan as plan
-from app.services.callback_calls import Breaker, CallPlacer, WebhookUrls
+from app.services.callback_breaker import Breaker
+from app.services.callback_calls import CallPlacer, WebhookUrls
 from app.services.callback_flow import Policy
 from app.settings import Settings
 

@@ -9,7 +9,7 @@ import httpx
 from fastapi import FastAPI
 
 from app.providers.voice.base import CallInfo, CallState, Originate
-from app.services.callback_calls import MAX_PAUSE, Breaker
+from app.services.callback_breaker import MAX_PAUSE, Breaker
 from app.services.callback_worker import CallbackWorker
 from app.state import AppState
 from tests.callbacks.helpers import AGENTS, CUSTOMER, ask, callback_pool, ops
