@@ -280,11 +280,27 @@ class CallbackRequest(Base):
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
+# An attempt in one of these states may have a call running on the platform.
+CALLBACK_LIVE_ATTEMPT = ("originating", "ringing_agent", "agent_answered")
+CALLBACK_LIVE_ATTEMPT_SQL = text(
+    "status IN (" + ", ".join(f"'{s}'" for s in CALLBACK_LIVE_ATTEMPT) + ")"
+)
+
+
 class CallbackAttempt(Base):
     """One call to an agent for a callback request, recorded before the platform is asked."""
 
     __tablename__ = "callback_attempt"
-    __table_args__ = (Index("ix_callback_attempt_request", "request_id", "id"),)
+    __table_args__ = (
+        Index("ix_callback_attempt_request", "request_id", "id"),
+        # Which agents are on a callback call right now: they are not rung for another.
+        Index(
+            "ix_callback_attempt_live_agent",
+            "agent",
+            postgresql_where=CALLBACK_LIVE_ATTEMPT_SQL,
+            sqlite_where=CALLBACK_LIVE_ATTEMPT_SQL,
+        ),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     request_id: Mapped[str] = mapped_column(ForeignKey("callback_request.id"))

@@ -13,14 +13,20 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from app.db.models import CALLBACK_ACTIVE, CallbackAttempt, CallbackRequest, Pool
+from app.db.models import (
+    CALLBACK_ACTIVE,
+    CALLBACK_LIVE_ATTEMPT,
+    CallbackAttempt,
+    CallbackRequest,
+    Pool,
+)
 from app.services import hours
 from app.settings import Settings
 
 IN_FLIGHT = frozenset({"calling_agent", "calling_customer"})
 ACTIVE = frozenset(CALLBACK_ACTIVE)
 # Attempt states in which the platform may still be running the call.
-LIVE_ATTEMPT = frozenset({"originating", "ringing_agent", "agent_answered"})
+LIVE_ATTEMPT = frozenset(CALLBACK_LIVE_ATTEMPT)
 # Attempts given up on: a call of theirs still running must not reach the customer.
 ABANDONED = frozenset({"not_placed", "cancelled", "agent_unavailable"})
 # Beyond the rings and the longest conversation, a call still "live" is a stuck record.

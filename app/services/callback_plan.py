@@ -26,6 +26,8 @@ from app.services.marketing import channel_of
 Change = Callable[[CallbackRequest, CallbackAttempt, Pool, datetime], None]
 # However many requests name a number, its phone rings at most `number_limit` times in this.
 NUMBER_WINDOW = timedelta(hours=1)
+# How long a request waits for one of its agents to be free again.
+AGENTS_BUSY_WAIT = timedelta(seconds=15)
 
 
 @dataclass(frozen=True)
@@ -98,13 +100,22 @@ async def _step(
             request.next_attempt_at = opening
             request.updated_at = now
         return None
+    agents = agents_of(pool)
+    free = _free_agent(agents, request.agent_index, await repo.busy_agents(db, agents))
+    if free is None:
+        # Every agent left in this round is on another callback: wait for one to be free,
+        # without counting an attempt (the tutorial's "no agent available").
+        request.next_attempt_at = now + AGENTS_BUSY_WAIT
+        request.updated_at = now
+        request.last_error = "waiting: every agent is on another callback"
+        return None
     if request.agent_index == 0:
         if request.attempts >= policy.max_attempts:
             finish(request, "failed", now, f"{request.attempts} attempts made")
             return None
         request.attempts += 1
-    agents = agents_of(pool)
-    agent = agents[request.agent_index % len(agents)]
+    request.agent_index = free
+    agent = agents[free]
     attempt = await repo.add_attempt(
         db,
         request_id=request.id,
@@ -127,6 +138,14 @@ async def _step(
         whisper=await _whisper(db, request, pool),
         previous_status=previous,
     )
+
+
+def _free_agent(agents: list[str], start: int, busy: set[str]) -> int | None:
+    """The first agent from `start` on who is not on another callback call."""
+    for index in range(start, len(agents)):
+        if agents[index] not in busy:
+            return index
+    return None
 
 
 def _overdue(

@@ -55,6 +55,7 @@ class CallbackWorker:
         self.clock = clock
         self.name = name or f"{socket.gethostname()[:40]}:{os.getpid()}:{secrets.token_hex(3)}"
         self.breaker = Breaker(rand)
+        self._rand = rand
         self.calls = CallPlacer(
             sessionmaker=sessionmaker,
             provider=provider,
@@ -127,7 +128,8 @@ class CallbackWorker:
             # At capacity: a finished task frees a slot, so wake up for it too.
             waits.append(asyncio.ensure_future(asyncio.wait(set(self._tasks))))
         try:
-            timeout = max(seconds, self.breaker.paused())
+            # Jittered, so worker processes started together do not poll in lockstep.
+            timeout = max(seconds * (0.75 + 0.5 * self._rand()), self.breaker.paused())
             await asyncio.wait(waits, timeout=timeout, return_when="FIRST_COMPLETED")
         finally:
             for waiting in waits:

@@ -23,6 +23,8 @@ ACTIVE = sa.text(
     "'agent_unavailable', 'customer_unreachable')"
 )
 
+LIVE = sa.text("status IN ('originating', 'ringing_agent', 'agent_answered')")
+
 
 def _ts(name: str, nullable: bool = False) -> sa.Column[object]:
     return sa.Column(name, UTCDateTime(), nullable=nullable)
@@ -112,12 +114,20 @@ def upgrade() -> None:
     )
     op.create_index("ix_callback_attempt_request", "callback_attempt", ["request_id", "id"])
     op.create_index(
+        "ix_callback_attempt_live_agent",
+        "callback_attempt",
+        ["agent"],
+        postgresql_where=LIVE,
+        sqlite_where=LIVE,
+    )
+    op.create_index(
         op.f("ix_callback_attempt_provider_call_id"), "callback_attempt", ["provider_call_id"]
     )
 
 
 def downgrade() -> None:
     op.drop_index(op.f("ix_callback_attempt_provider_call_id"), table_name="callback_attempt")
+    op.drop_index("ix_callback_attempt_live_agent", table_name="callback_attempt")
     op.drop_index("ix_callback_attempt_request", table_name="callback_attempt")
     op.drop_table("callback_attempt")
     for name in (

@@ -185,3 +185,29 @@ async def test_a_leg_state_is_read_from_the_platform_when_no_update_came(
     assert view["status"] == "completed", view
     assert view["attempts_made"][0]["customer_status"] == "unverified"
     assert len(ring.voice.placed) == 1
+
+
+async def test_an_agent_on_a_callback_is_not_rung_for_another(
+    app: FastAPI, client: httpx.AsyncClient, clock: FakeClock
+) -> None:
+    ring = await ringing(app, client, clock)  # the pool's one agent is ringing for it
+    other = await ask(client, "+12127778901")
+    worker = worker_of(app, ring.voice, clock)
+    assert await worker.run_once() == 1
+    assert len(ring.voice.placed) == 1  # nobody was rung for the second request
+    waiting = await ops(client, other["callback_id"])
+    assert (waiting["status"], waiting["attempts"]) == ("queued", 0)
+    assert waiting["attempts_made"] == []
+    assert "every agent" in waiting["last_error"]
+    assert datetime.fromisoformat(waiting["next_attempt_at"]) == clock.now + timedelta(seconds=15)
+    # The first call ends; the agent is free again.
+    await answered(client, ring, clock)
+    done = await post_dial(
+        client, f"{ring.hooks}/dial-action", dial_body(ring.call_id, "completed", 30)
+    )
+    assert done.status_code == 200, done.text
+    clock.advance(15)
+    assert await worker.run_once() == 1
+    assert len(ring.voice.placed) == 2
+    assert "+12127778901" in (ring.voice.placed[1].cxml or "")
+    assert (await ops(client, other["callback_id"]))["status"] == "calling_agent"

@@ -14,6 +14,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from app.db.models import (
     CALLBACK_ACTIVE_SQL,
+    CALLBACK_LIVE_ATTEMPT_SQL,
     CallbackAttempt,
     CallbackRequest,
     Pool,
@@ -236,3 +237,13 @@ async def extend_claim(
     )
     result = await db.execute(stmt)
     return bool(getattr(result, "rowcount", 0))
+
+
+async def busy_agents(db: AsyncSession, agents: Sequence[str]) -> set[str]:
+    """Those of `agents` on a callback call right now (an attempt of theirs is live)."""
+    stmt = (
+        select(CallbackAttempt.agent)
+        .where(CallbackAttempt.agent.in_(agents), CALLBACK_LIVE_ATTEMPT_SQL)
+        .distinct()
+    )
+    return set((await db.execute(stmt)).scalars())
