@@ -101,6 +101,7 @@ async def _step(
             request.updated_at = now
         return None
     agents = agents_of(pool)
+    await repo.lock_pool(db, pool.id)
     free = _free_agent(agents, request.agent_index, await repo.busy_agents(db, agents))
     if free is None:
         # Every agent left in this round is on another callback: wait for one to be free,

@@ -247,3 +247,14 @@ async def busy_agents(db: AsyncSession, agents: Sequence[str]) -> set[str]:
         .distinct()
     )
     return set((await db.execute(stmt)).scalars())
+
+
+async def lock_pool(db: AsyncSession, pool_id: int) -> None:
+    """Take the pool's row lock until the transaction ends (PostgreSQL; SQLite has one writer).
+
+    Workers choosing agents for the same pool do so one at a time, so two of them never see
+    the same agent free and ring them both.
+    """
+    # NO KEY UPDATE: rows that merely reference the pool (new requests, calls) do not wait.
+    stmt = select(Pool.id).where(Pool.id == pool_id).with_for_update(key_share=True)
+    await db.execute(stmt)
