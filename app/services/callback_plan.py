@@ -27,7 +27,7 @@ Change = Callable[[CallbackRequest, CallbackAttempt, Pool, datetime], None]
 # However many requests name a number, its phone rings at most `number_limit` times in this.
 NUMBER_WINDOW = timedelta(hours=1)
 # How long a request waits for one of its agents to be free again.
-AGENTS_BUSY_WAIT = timedelta(seconds=15)
+AGENTS_BUSY_WAIT = timedelta(seconds=2)
 
 
 @dataclass(frozen=True)

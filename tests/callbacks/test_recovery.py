@@ -199,7 +199,7 @@ async def test_an_agent_on_a_callback_is_not_rung_for_another(
     assert (waiting["status"], waiting["attempts"]) == ("queued", 0)
     assert waiting["attempts_made"] == []
     assert "every agent" in waiting["last_error"]
-    assert datetime.fromisoformat(waiting["next_attempt_at"]) == clock.now + timedelta(seconds=15)
+    assert datetime.fromisoformat(waiting["next_attempt_at"]) == clock.now + timedelta(seconds=2)
     # The first call ends; the agent is free again.
     await answered(client, ring, clock)
     done = await post_dial(
