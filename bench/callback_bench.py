@@ -61,6 +61,8 @@ from app.errors import AppError
 from app.services.callbacks import callable_number
 from bench.common import log as _log
 from bench.common import median as _median
+from bench.common import psql as _psql
+from bench.common import sqlalchemy_url as _sqlalchemy_url
 from bench.common import terminate as _terminate
 from bench.lease_bench import (
     CpuSnapshot,
@@ -152,35 +154,13 @@ class Layout:
 
 
 def psql(cfg: Config, sql: str, *, database: str = "postgres") -> str:
-    """Run one SQL command with psql and return its unaligned output."""
-    out = subprocess.run(
-        [
-            "psql",
-            "-h",
-            cfg.pg_host,
-            "-p",
-            str(cfg.pg_port),
-            "-U",
-            cfg.pg_user,
-            "-d",
-            database,
-            "-AtXq",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-c",
-            sql,
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    return out.stdout.strip()
+    """Run SQL with psql and return its unaligned output."""
+    return _psql(cfg, sql, database=database, timeout=120)
 
 
 def sqlalchemy_url(cfg: Config) -> str:
     """The service's database URL for the bench database."""
-    return f"postgresql+asyncpg://{cfg.pg_user}@{cfg.pg_host}:{cfg.pg_port}/{cfg.database}"
+    return _sqlalchemy_url(cfg)
 
 
 def dsn(cfg: Config) -> str:

@@ -48,6 +48,8 @@ from app.db.session import make_engine, make_sessionmaker
 from app.services import pools as pool_service
 from bench.common import log as _log
 from bench.common import median as _median
+from bench.common import psql as _psql
+from bench.common import sqlalchemy_url as _sqlalchemy_url
 from bench.common import terminate as _terminate
 from bench.common import wrk_json as _wrk_json
 
@@ -97,35 +99,13 @@ class Config:
 
 
 def psql(cfg: Config, sql: str, *, database: str = "postgres") -> str:
-    """Run one SQL command with psql and return its unaligned output."""
-    out = subprocess.run(
-        [
-            "psql",
-            "-h",
-            cfg.pg_host,
-            "-p",
-            str(cfg.pg_port),
-            "-U",
-            cfg.pg_user,
-            "-d",
-            database,
-            "-AtXq",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-c",
-            sql,
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    return out.stdout.strip()
+    """Run SQL with psql and return its unaligned output."""
+    return _psql(cfg, sql, database=database, timeout=600)
 
 
 def sqlalchemy_url(cfg: Config) -> str:
     """The service's database URL for the bench database."""
-    return f"postgresql+asyncpg://{cfg.pg_user}@{cfg.pg_host}:{cfg.pg_port}/{cfg.database}"
+    return _sqlalchemy_url(cfg)
 
 
 def us_numbers(count: int) -> list[str]:

@@ -69,6 +69,8 @@ from app.services.desk import CallDesk
 from app.settings import Settings
 from bench.common import log as _log
 from bench.common import median as _median
+from bench.common import psql as _psql
+from bench.common import sqlalchemy_url as _sqlalchemy_url
 from bench.common import terminate as _terminate
 from bench.common import wrk_json as _wrk_json
 from bench.lease_bench import (
@@ -152,36 +154,13 @@ class Config:
 
 
 def psql(cfg: Config, sql: str, *, database: str | None = None) -> str:
-    """Run SQL (one or more statements, or a psql script) and return its unaligned output."""
-    out = subprocess.run(
-        [
-            "psql",
-            "-h",
-            cfg.pg_host,
-            "-p",
-            str(cfg.pg_port),
-            "-U",
-            cfg.pg_user,
-            "-d",
-            database or cfg.database,
-            "-AtXq",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-f",
-            "-",
-        ],
-        input=sql,
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=3600,
-    )
-    return out.stdout.strip()
+    """Run SQL with psql and return its unaligned output."""
+    return _psql(cfg, sql, database=database or cfg.database, timeout=3600)
 
 
 def sqlalchemy_url(cfg: Config) -> str:
     """The service's database URL for the bench database."""
-    return f"postgresql+asyncpg://{cfg.pg_user}@{cfg.pg_host}:{cfg.pg_port}/{cfg.database}"
+    return _sqlalchemy_url(cfg)
 
 
 def repeat_caller(index: int) -> str:
