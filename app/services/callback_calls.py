@@ -33,6 +33,7 @@ from app.providers.voice.base import (
     VoiceProvider,
 )
 from app.services import callback_plan as plan
+from app.services import callbacks
 from app.services.callback_breaker import Breaker
 from app.services.callback_events import RESULT_GRACE
 from app.services.callback_flow import (
@@ -103,13 +104,6 @@ class CallPlacer:
             )
             await db.commit()
             return state
-
-    async def hang_up(self, call_id: str, why: str) -> None:
-        """End a call that must not go on; a failure is logged (its next update retries)."""
-        try:
-            await self.provider.hangup(call_id, reason=why)
-        except ProviderError as exc:
-            log.warning("hanging up an abandoned callback call failed: %s", exc)
 
     async def dial(self, step: plan.Dial, token: str) -> None:
         """Ring the agent; once they answer, the CXML tells them and dials the customer."""
@@ -192,13 +186,13 @@ class CallPlacer:
                 if attempt == SETTLE_TRIES - 1:
                     # A call we cannot track would be dialled again: end it instead.
                     log.exception("callback %s: placed call not recorded", step.request_id)
-                    await self.hang_up(info.call_id, "not-recorded")
+                    await callbacks.hang_up(self.provider, info.call_id, reason="not-recorded")
                     return
                 await asyncio.sleep(0.5 * 2**attempt)
         if state is not None and state not in LIVE_ATTEMPT and state != "completed":
             # Given up on while the platform was placing it (cancelled, or concluded never
             # placed by another worker): it must not ring the customer.
-            await self.hang_up(info.call_id, "abandoned")
+            await callbacks.hang_up(self.provider, info.call_id, reason="abandoned")
 
     async def check(self, step: plan.Check, token: str) -> None:
         """Ask the platform how an overdue call went, and conclude once it has ended."""
@@ -218,7 +212,7 @@ class CallPlacer:
                     await self.settle(step.request_id, step.attempt_id, token, self._later())
                     return
                 # A call "live" past any possible end is a stuck record: end it, conclude.
-                await self.hang_up(step.call_id, "overdue")
+                await callbacks.hang_up(self.provider, step.call_id, reason="overdue")
         await self.settle(step.request_id, step.attempt_id, token, self._conclusion(info))
 
     def _later(self) -> Change:

@@ -166,6 +166,19 @@ async def _reached(
     return DialOutcome("completed", hang_up)
 
 
+async def request_channel(
+    db: AsyncSession, request: CallbackRequest, pool: Pool
+) -> tuple[str | None, str | None, str | None] | None:
+    """(source, medium, campaign) of the request: a static pool's own, else its visit's."""
+    if pool.source:
+        return pool.source, pool.medium, pool.campaign
+    session = await sessions.get(db, request.session_id) if request.session_id else None
+    if session is None:
+        return None
+    channel = channel_of(session)
+    return channel.source, channel.medium, channel.campaign
+
+
 async def _record_call(
     db: AsyncSession,
     request: CallbackRequest,
@@ -176,13 +189,7 @@ async def _record_call(
 ) -> int | None:
     """Store the bridged call like an inbound one, attributed to the request's visit."""
     assert attempt.provider_call_id is not None
-    session = await sessions.get(db, request.session_id) if request.session_id else None
-    source = medium = campaign = None
-    if pool.source:
-        source, medium, campaign = pool.source, pool.medium, pool.campaign
-    elif session is not None:
-        channel = channel_of(session)
-        source, medium, campaign = channel.source, channel.medium, channel.campaign
+    source, medium, campaign = await request_channel(db, request, pool) or (None, None, None)
     talk = attempt.talk_seconds or 0
     started = attempt.created_at
     await calls.insert_call(

@@ -10,8 +10,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models import CallbackAttempt, CallbackRequest, Pool
 from app.db.repositories import callbacks as repo
-from app.db.repositories import sessions
 from app.services import hours
+from app.services.callback_events import request_channel
 from app.services.callback_flow import (
     ACTIVE,
     IN_FLIGHT,
@@ -21,7 +21,6 @@ from app.services.callback_flow import (
     finish,
     is_current,
 )
-from app.services.marketing import channel_of
 
 Change = Callable[[CallbackRequest, CallbackAttempt, Pool, datetime], None]
 # However many requests name a number, its phone rings at most `number_limit` times in this.
@@ -78,11 +77,7 @@ async def _step(
     if request.status not in ACTIVE:
         return None
     pool = await repo.pool_of(db, request.pool_id)
-    attempt = (
-        await repo.attempt_for_update(db, request.current_attempt_id)
-        if request.current_attempt_id is not None
-        else None
-    )
+    attempt = await repo.current_attempt(db, request)
     if attempt is not None and attempt.status in LIVE_ATTEMPT:
         return _overdue(request, attempt, now=now, policy=policy)
     if request.agent_index == 0 and await _called_too_often(db, request, now, policy):
@@ -185,14 +180,10 @@ async def _called_too_often(
 
 async def _whisper(db: AsyncSession, request: CallbackRequest, pool: Pool) -> str:
     """What the agent hears first: that this is a callback, and where the visitor came from."""
-    if pool.source:
-        source, medium, campaign = pool.source, pool.medium, pool.campaign
-    else:
-        session = await sessions.get(db, request.session_id) if request.session_id else None
-        if session is None:
-            return "Callback request from the website. Connecting you to the customer now."
-        channel = channel_of(session)
-        source, medium, campaign = channel.source, channel.medium, channel.campaign
+    channel = await request_channel(db, request, pool)
+    if channel is None:
+        return "Callback request from the website. Connecting you to the customer now."
+    source, medium, campaign = channel
     where = f"{source}, {medium}" if medium else source
     tail = f", campaign {campaign}" if campaign else ""
     return f"Callback request from {where}{tail}. Connecting you to the customer now."

@@ -177,11 +177,7 @@ async def cancel(db: AsyncSession, request_id: str, *, now: datetime) -> str | N
     if request.status not in ACTIVE:
         raise Conflict(f"callback {request_id!r} is already {request.status}", field="callback_id")
     finish(request, "cancelled", now)
-    attempt = (
-        await repo.attempt_for_update(db, request.current_attempt_id)
-        if request.current_attempt_id is not None
-        else None
-    )
+    attempt = await repo.current_attempt(db, request)
     if attempt is None or attempt.status not in LIVE_ATTEMPT:
         return None
     attempt.status = "cancelled"

@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, BackgroundTasks, Path, Query
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.api.deps import AdminDep, NowDep, SessionDep, StateDep
 from app.db.models import CallbackRequest
@@ -65,9 +66,7 @@ async def list_callbacks(
     )
 
 
-@router.get("/{callback_id}", response_model=CallbackDetail, responses=problem_responses(404))
-async def get_callback(callback_id: CallbackIdPath, db: SessionDep) -> CallbackDetail:
-    """A request with every attempt: which agent, how each leg ended."""
+async def _detail(db: AsyncSession, callback_id: str) -> CallbackDetail:
     request, pool, attempts = await callbacks.detail(db, callback_id)
     return CallbackDetail.model_validate(
         {
@@ -75,6 +74,12 @@ async def get_callback(callback_id: CallbackIdPath, db: SessionDep) -> CallbackD
             "attempts_made": [CallbackAttemptOut.model_validate(a) for a in attempts],
         }
     )
+
+
+@router.get("/{callback_id}", response_model=CallbackDetail, responses=problem_responses(404))
+async def get_callback(callback_id: CallbackIdPath, db: SessionDep) -> CallbackDetail:
+    """A request with every attempt: which agent, how each leg ended."""
+    return await _detail(db, callback_id)
 
 
 @router.post(
@@ -92,10 +97,4 @@ async def cancel_callback(
     if live_call is not None:
         # Once the cancel is committed, so the call's updates find the request cancelled.
         tasks.add_task(callbacks.hang_up, state.voice, live_call, reason="cancelled")
-    request, pool, attempts = await callbacks.detail(db, callback_id)
-    return CallbackDetail.model_validate(
-        {
-            **_out(request, pool),
-            "attempts_made": [CallbackAttemptOut.model_validate(a) for a in attempts],
-        }
-    )
+    return await _detail(db, callback_id)

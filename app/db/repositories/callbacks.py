@@ -128,6 +128,13 @@ async def attempt_for_update(db: AsyncSession, attempt_id: int) -> CallbackAttem
     return (await db.execute(stmt)).scalar_one_or_none()
 
 
+async def current_attempt(db: AsyncSession, request: CallbackRequest) -> CallbackAttempt | None:
+    """The attempt the request is waiting on, if any, re-read from the database."""
+    if request.current_attempt_id is None:
+        return None
+    return await attempt_for_update(db, request.current_attempt_id)
+
+
 async def attempts_of(db: AsyncSession, request_id: str) -> Sequence[CallbackAttempt]:
     """A request's attempts, first first."""
     stmt = (
