@@ -64,9 +64,9 @@ from bench.common import median as _median
 from bench.common import psql as _psql
 from bench.common import sqlalchemy_url as _sqlalchemy_url
 from bench.common import terminate as _terminate
+from bench.common import wait_calm as _wait_calm
 from bench.lease_bench import (
     CpuSnapshot,
-    _machine_ticks,
     _port_free,
     _proc_stat,
     calltrack_bin,
@@ -464,32 +464,9 @@ def cpu_between(before: Cpu, after: Cpu) -> dict[str, float]:
     return split
 
 
-def _busy_cores(seconds: float = 1.0) -> float:
-    busy0, total0 = _machine_ticks()
-    time.sleep(seconds)
-    busy1, total1 = _machine_ticks()
-    return (busy1 - busy0) / max(1, total1 - total0) * (os.cpu_count() or 1)
-
-
 def wait_calm(cfg: Config) -> dict[str, Any]:
-    """Before a measured run: wait (at most --calm-wait s) until the 1-minute load average is
-    at most --max-load and one second passes with under 0.3 cores busy (our idle processes
-    and PostgreSQL included). Returns what it saw, kept with the run."""
-    started = time.monotonic()
-    while True:
-        load = os.getloadavg()
-        busy = _busy_cores()
-        calm = load[0] <= cfg.max_load and busy < 0.3
-        if calm or time.monotonic() - started >= cfg.calm_wait:
-            if not calm:
-                _log(f"still busy after {cfg.calm_wait} s (load {load[0]:.2f}, {busy:.2f} cores)")
-            return {
-                "load": [round(v, 2) for v in load],
-                "busy_cores": round(busy, 2),
-                "waited_s": round(time.monotonic() - started, 1),
-                "calm": calm,
-            }
-        time.sleep(1)
+    """Before a measured run: wait for a calm machine (see bench.common.wait_calm)."""
+    return _wait_calm(cfg.max_load, cfg.calm_wait, pause=1)
 
 
 # ---------------------------------------------------------------------------- ops API

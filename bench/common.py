@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Protocol
 
 
@@ -81,3 +84,39 @@ def log(message: str) -> None:
 def terminate(signum: int, _frame: object) -> None:
     """SIGTERM handler: unwind like Ctrl-C, so servers and databases are cleaned up."""
     raise KeyboardInterrupt(f"signal {signum}")
+
+
+def machine_ticks() -> tuple[int, int]:
+    """The machine's (busy, total) CPU ticks since boot; idle and iowait are not busy."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    total = sum(fields[:8])
+    return total - fields[3] - fields[4], total
+
+
+def busy_cores(seconds: float = 1.0) -> float:
+    """How many cores were busy, machine-wide, over the next `seconds`."""
+    busy0, total0 = machine_ticks()
+    time.sleep(seconds)
+    busy1, total1 = machine_ticks()
+    return (busy1 - busy0) / max(1, total1 - total0) * (os.cpu_count() or 1)
+
+
+def wait_calm(max_load: float, calm_wait: float, *, pause: float) -> dict[str, Any]:
+    """Before a measured run: wait (at most `calm_wait` s) until the 1-minute load average is
+    at most `max_load` and one second passes with under 0.3 cores busy (idle servers and
+    PostgreSQL included). Returns what it saw, kept with the run."""
+    started = time.monotonic()
+    while True:
+        load = os.getloadavg()
+        busy = busy_cores()
+        calm = load[0] <= max_load and busy < 0.3
+        if calm or time.monotonic() - started >= calm_wait:
+            if not calm:
+                log(f"still busy after {calm_wait} s (load {load[0]:.2f}, {busy:.2f} cores)")
+            return {
+                "load": [round(v, 2) for v in load],
+                "busy_cores": round(busy, 2),
+                "waited_s": round(time.monotonic() - started, 1),
+                "calm": calm,
+            }
+        time.sleep(pause)

@@ -47,6 +47,7 @@ from app.db.repositories.leases import _PG_CLAIM
 from app.db.session import make_engine, make_sessionmaker
 from app.services import pools as pool_service
 from bench.common import log as _log
+from bench.common import machine_ticks as _machine_ticks
 from bench.common import median as _median
 from bench.common import psql as _psql
 from bench.common import sqlalchemy_url as _sqlalchemy_url
@@ -249,13 +250,6 @@ def _all_procs() -> dict[int, tuple[str, int, int, int]]:
             if stat is not None:
                 procs[int(entry)] = stat
     return procs
-
-
-def _machine_ticks() -> tuple[int, int]:
-    # (busy, total) ticks of all CPUs since boot; idle and iowait are not busy.
-    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    total = sum(fields[:8])
-    return total - fields[3] - fields[4], total
 
 
 @dataclass

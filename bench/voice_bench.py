@@ -72,6 +72,7 @@ from bench.common import median as _median
 from bench.common import psql as _psql
 from bench.common import sqlalchemy_url as _sqlalchemy_url
 from bench.common import terminate as _terminate
+from bench.common import wait_calm as _wait_calm
 from bench.common import wrk_json as _wrk_json
 from bench.lease_bench import (
     Servers,
@@ -686,37 +687,9 @@ def log_problems(servers: Servers) -> int:
 # ---------------------------------------------------------------------------- calm
 
 
-def _busy_cores(seconds: float = 1.0) -> float:
-    def ticks() -> tuple[int, int]:
-        fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-        total = sum(fields[:8])
-        return total - fields[3] - fields[4], total
-
-    busy0, total0 = ticks()
-    time.sleep(seconds)
-    busy1, total1 = ticks()
-    return (busy1 - busy0) / max(1, total1 - total0) * (os.cpu_count() or 1)
-
-
 def wait_calm(cfg: Config) -> dict[str, Any]:
-    """Before a measured run: wait (at most --calm-wait s) until the 1-minute load average is
-    at most --max-load and one second passes with under 0.3 cores busy (our idle servers and
-    PostgreSQL included). Returns what it saw, kept with the run."""
-    started = time.monotonic()
-    while True:
-        load = os.getloadavg()
-        busy = _busy_cores()
-        calm = load[0] <= cfg.max_load and busy < 0.3
-        if calm or time.monotonic() - started >= cfg.calm_wait:
-            if not calm:
-                _log(f"still busy after {cfg.calm_wait} s (load {load[0]:.2f}, {busy:.2f} cores)")
-            return {
-                "load": [round(v, 2) for v in load],
-                "busy_cores": round(busy, 2),
-                "waited_s": round(time.monotonic() - started, 1),
-                "calm": calm,
-            }
-        time.sleep(2)
+    """Before a measured run: wait for a calm machine (see bench.common.wait_calm)."""
+    return _wait_calm(cfg.max_load, cfg.calm_wait, pause=2)
 
 
 # ---------------------------------------------------------------------------- runs
