@@ -14,7 +14,7 @@ from fastapi.routing import APIRoute
 from starlette.middleware.cors import CORSMiddleware
 
 from app import __version__, ratelimit
-from app.api import callback, health, public, v1
+from app.api import callback, demo, health, public, snippet, v1
 from app.api.webhooks import callbacks as callback_webhooks
 from app.api.webhooks import cloudonix as cloudonix_webhooks
 from app.db.session import make_engine, make_sessionmaker
@@ -146,7 +146,9 @@ def create_app(settings: Settings | None = None, *, clock: Clock = utc_now) -> F
     app.include_router(health.router)
     app.include_router(cloudonix_webhooks.router)
     app.include_router(callback_webhooks.router)
+    app.include_router(snippet.router)
     if emulator is not None:
+        app.include_router(demo.router)
         admin = settings.admin_token.get_secret_value() if settings.admin_token else None
         app.mount("/emulator", EmulatorGuard(emulator, admin_token=admin))
     if settings.cors_origins:

@@ -74,6 +74,24 @@ def _request_id(scope: Scope) -> str:
     return secrets.token_hex(8)
 
 
+def local_or_admin(scope: Scope, admin_token: bytes | None) -> bool:
+    """Whether a request comes from this machine or carries the admin token."""
+    client = scope.get("client")
+    if client:
+        try:
+            if ipaddress.ip_address(client[0]).is_loopback:
+                return True
+        except ValueError:
+            pass
+    headers = dict(scope.get("headers") or [])
+    scheme, _, token = headers.get(b"authorization", b"").partition(b" ")
+    return (
+        admin_token is not None
+        and scheme.lower() == b"bearer"
+        and hmac.compare_digest(token.strip(), admin_token)
+    )
+
+
 class EmulatorGuard:
     """Let only this machine, or an ops caller, drive the mounted emulator's control API.
 
@@ -90,22 +108,7 @@ class EmulatorGuard:
 
     def _allowed(self, scope: Scope) -> bool:
         path = str(scope.get("path", ""))
-        if any(part in path for part in self._OPEN):
-            return True
-        client = scope.get("client")
-        if client:
-            try:
-                if ipaddress.ip_address(client[0]).is_loopback:
-                    return True
-            except ValueError:
-                pass
-        headers = dict(scope.get("headers") or [])
-        scheme, _, token = headers.get(b"authorization", b"").partition(b" ")
-        return (
-            self._admin is not None
-            and scheme.lower() == b"bearer"
-            and hmac.compare_digest(token.strip(), self._admin)
-        )
+        return any(part in path for part in self._OPEN) or local_or_admin(scope, self._admin)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Refuse a control request from elsewhere with a 403 problem."""

@@ -168,3 +168,29 @@ class PoolStats(BaseModel):
     fallbacks_by_reason: dict[str, int]
     peak_concurrent_leases: int
     peak_utilisation: float
+
+
+class PoolSnippet(BaseModel):
+    """The script tag a website puts on its pages to show this pool's numbers."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "pool": "default",
+                    "src": "https://calltrack.example/dni.js?v=4f1c2a9b0d3e5f61",
+                    "integrity": "sha384-…",
+                    "gzip_bytes": 4890,
+                    "html": '<script async src="https://calltrack.example/dni.js?v=4f1c2a9b0d3e5f61"'
+                    ' integrity="sha384-…" crossorigin="anonymous" data-pool="default"'
+                    ' data-numbers="+12125550100"></script>',
+                }
+            ]
+        }
+    )
+
+    pool: str
+    src: str = Field(description="The versioned script URL: cached for a year, safe to pin.")
+    integrity: str = Field(description="Subresource Integrity digest of that version.")
+    gzip_bytes: int = Field(description="What a browser downloads.")
+    html: str = Field(description="The tag to paste into every page, before </body>.")

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+from html import escape
 from typing import Annotated
 
-from fastapi import APIRouter, BackgroundTasks, Query, Response, status
+from fastapi import APIRouter, BackgroundTasks, Query, Request, Response, status
 
 from app.api.deps import AdminDep, NowDep, SessionDep, StateDep
+from app.assets import asset
 from app.schemas.pools import (
     NumbersAdd,
     NumbersAdded,
     PoolCreate,
     PoolOut,
+    PoolSnippet,
     PoolStats,
     PoolUpdate,
 )
@@ -137,4 +140,43 @@ async def pool_stats(
         fallbacks_by_reason=measured.fallbacks_by_reason,
         peak_concurrent_leases=measured.peak_concurrent,
         peak_utilisation=round(measured.peak_concurrent / size, 4) if size else 0.0,
+    )
+
+
+@router.get("/{name}/snippet", response_model=PoolSnippet, responses=problem_responses(404, 422))
+async def pool_snippet(
+    name: str,
+    request: Request,
+    db: SessionDep,
+    state: StateDep,
+    consent: Annotated[
+        bool, Query(description="Lease nothing until the page calls CallTrack.consent(true).")
+    ] = False,
+    heartbeat: Annotated[
+        int | None, Query(ge=5, le=3600, description="Seconds between lease renewals.")
+    ] = None,
+) -> PoolSnippet:
+    """The `dni.js` tag for this pool, pinned to the script's current version."""
+    pool = await pools.get(db, name)
+    script = asset("dni.js")
+    base = (state.settings.public_url or str(request.base_url)).rstrip("/")
+    src = f"{base}/dni.js?v={script.version}"
+    attributes = {
+        "src": src,
+        "integrity": script.integrity,
+        "crossorigin": "anonymous",
+        "data-pool": pool.name,
+        "data-numbers": pool.fallback_number,
+    }
+    if consent:
+        attributes["data-consent"] = "required"
+    if heartbeat is not None:
+        attributes["data-heartbeat"] = str(heartbeat)
+    html = " ".join(f'{key}="{escape(value)}"' for key, value in attributes.items())
+    return PoolSnippet(
+        pool=pool.name,
+        src=src,
+        integrity=script.integrity,
+        gzip_bytes=len(script.gzipped),
+        html=f"<script async {html}></script>",
     )

@@ -1,0 +1,97 @@
+"""Static files the service ships (the page snippet, the demo): loaded once, served with
+validators, long caching for versioned URLs, and gzip when the client takes it."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import hashlib
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+_TYPES = {
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".html": "text/html; charset=utf-8",
+    ".png": "image/png",
+}
+SHORT_CACHE = "public, max-age=300"
+LONG_CACHE = "public, max-age=31536000, immutable"
+
+
+@dataclass(frozen=True)
+class Asset:
+    """One file's bytes, its gzip and the digests that name its version."""
+
+    name: str
+    body: bytes
+    gzipped: bytes
+    media_type: str
+    version: str
+    integrity: str
+
+    @property
+    def etag(self) -> str:
+        """A strong validator: the content digest."""
+        return f'"{self.version}"'
+
+
+def make_asset(name: str, body: bytes) -> Asset:
+    """An asset from bytes (a template filled in at start, say)."""
+    suffix = name[name.rfind(".") :]
+    return Asset(
+        name=name,
+        body=body,
+        # mtime=0: the same bytes give the same gzip on every start and every server.
+        gzipped=gzip.compress(body, compresslevel=9, mtime=0),
+        media_type=_TYPES.get(suffix, "application/octet-stream"),
+        version=hashlib.sha256(body).hexdigest()[:16],
+        integrity="sha384-" + base64.b64encode(hashlib.sha384(body).digest()).decode(),
+    )
+
+
+@cache
+def asset(name: str) -> Asset:
+    """A file of app/static, read once per process."""
+    return make_asset(name, resources.files("app").joinpath("static", name).read_bytes())
+
+
+def _accepts_gzip(request: Request) -> bool:
+    for part in request.headers.get("accept-encoding", "").lower().split(","):
+        coding, _, params = part.strip().partition(";")
+        if coding.strip() in ("gzip", "*") and params.replace(" ", "") not in ("q=0", "q=0.0"):
+            return True
+    return False
+
+
+def _matches(request: Request, etag: str) -> bool:
+    wanted = request.headers.get("if-none-match", "")
+    return wanted.strip() == "*" or any(
+        tag.strip().removeprefix("W/") == etag for tag in wanted.split(",")
+    )
+
+
+def serve(
+    request: Request, item: Asset, *, cache_control: str, headers: dict[str, str] | None = None
+) -> Response:
+    """The asset, or 304 when the client holds this version; gzip when accepted."""
+    common = {
+        "ETag": item.etag,
+        "Cache-Control": cache_control,
+        "Vary": "Accept-Encoding",
+        "X-Content-Type-Options": "nosniff",
+        **(headers or {}),
+    }
+    if _matches(request, item.etag):
+        return Response(status_code=304, headers=common)
+    if _accepts_gzip(request):
+        return Response(
+            item.gzipped,
+            media_type=item.media_type,
+            headers={**common, "Content-Encoding": "gzip"},
+        )
+    return Response(item.body, media_type=item.media_type, headers=common)
