@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint openapi migrate bench clean
+.PHONY: run test lint openapi migrate bench screenshots clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,9 @@ openapi: $(STAMP)  ## regenerate openapi/openapi.json from the code
 
 migrate: $(STAMP)
 	$(BIN)/calltrack migrate
+
+screenshots: $(STAMP)  ## retake docs/demo.png from the demo test in Chromium
+	CALLTRACK_UPDATE_SCREENSHOTS=1 CALLTRACK_TEST_BACKENDS=sqlite $(BIN)/pytest -q tests/browser/test_demo_site.py
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.lease_bench

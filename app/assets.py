@@ -61,11 +61,21 @@ def asset(name: str) -> Asset:
 
 
 def _accepts_gzip(request: Request) -> bool:
+    # RFC 9110: an encoding named explicitly wins over `*`; q=0 (in any spelling) refuses.
+    weights: dict[str, float] = {}
     for part in request.headers.get("accept-encoding", "").lower().split(","):
-        coding, _, params = part.strip().partition(";")
-        if coding.strip() in ("gzip", "*") and params.replace(" ", "") not in ("q=0", "q=0.0"):
-            return True
-    return False
+        coding, *params = (piece.strip() for piece in part.split(";"))
+        weight = 1.0
+        for param in params:
+            name, _, value = param.partition("=")
+            if name.strip() == "q":
+                try:
+                    weight = float(value)
+                except ValueError:
+                    weight = 0.0
+        if coding:
+            weights[coding] = weight
+    return weights.get("gzip", weights.get("*", 0.0)) > 0
 
 
 def _matches(request: Request, etag: str) -> bool:

@@ -13,7 +13,7 @@ router = APIRouter(tags=["snippet"], include_in_schema=False)
 _SHARED = {"Access-Control-Allow-Origin": "*", "Cross-Origin-Resource-Policy": "cross-origin"}
 
 
-@router.get("/dni.js")
+@router.api_route("/dni.js", methods=["GET", "HEAD"])
 async def dni_js(request: Request) -> Response:
     """The snippet; cached for a year under its versioned URL (`?v=<version>`)."""
     script = assets.asset("dni.js")

@@ -71,6 +71,10 @@
       if (extra > 0 && extra <= 3 && found.length >= 7 && b.slice(extra) === found) {
         return found.length;
       }
+      // "+44 (0)20 7946 0000": the trunk 0 written after the country code.
+      for (var cc = 1; cc <= 3 && extra === -1; cc++) {
+        if (found === b.slice(0, cc) + "0" + b.slice(cc)) return b.length - cc;
+      }
       if (found.charAt(0) === "0") {
         var rest = found.replace(/^00?/, "");
         extra = b.length - rest.length;

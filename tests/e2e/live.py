@@ -13,8 +13,9 @@ import uvicorn
 from fastapi import FastAPI
 
 from app.main import create_app
+from app.state import Clock
 from tests.conftest import make_settings
-from tests.support import FakeClock, run_coro
+from tests.support import run_coro
 
 BOUND = 30.0  # seconds any wait in these tests may take
 
@@ -29,7 +30,7 @@ async def eventually(condition: Callable[[], object], *, within: float = BOUND) 
 
 @asynccontextmanager
 async def live_service(
-    database_url: str, clock: FakeClock, **overrides: Any
+    database_url: str, clock: Clock, **overrides: Any
 ) -> AsyncIterator[tuple[str, FastAPI]]:
     """Serve the app (emulator mounted) with uvicorn; its base URL and the app."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
