@@ -11,7 +11,6 @@ from contextlib import asynccontextmanager
 import httpx
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
-from starlette.middleware.cors import CORSMiddleware
 
 from app import __version__, ratelimit
 from app.api import callback, demo, health, public, snippet, v1
@@ -21,7 +20,7 @@ from app.db.session import make_engine, make_sessionmaker
 from app.emulator import EmulatorConfig, create_emulator
 from app.errors import install_error_handlers
 from app.metrics import Metrics
-from app.middleware import AccessMiddleware, EmulatorGuard
+from app.middleware import AccessMiddleware, ApiCors, EmulatorGuard
 from app.providers.voice.base import VoiceProvider
 from app.providers.voice.cloudonix import build_cloudonix
 from app.services.callback_worker import build_worker
@@ -153,10 +152,12 @@ def create_app(settings: Settings | None = None, *, clock: Clock = utc_now) -> F
         app.mount("/emulator", EmulatorGuard(emulator, admin_token=admin))
     if settings.cors_origins:
         app.add_middleware(
-            CORSMiddleware,
+            ApiCors,
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST"],
             allow_headers=["Content-Type", "Authorization"],
+            # A page backs off by it when rate-limited.
+            expose_headers=["Retry-After"],
             max_age=600,
         )
     app.add_middleware(AccessMiddleware, metrics=metrics)

@@ -9,6 +9,7 @@ import logging
 import secrets
 import time
 
+from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.metrics import Metrics
@@ -90,6 +91,23 @@ def local_or_admin(scope: Scope, admin_token: bytes | None) -> bool:
         and scheme.lower() == b"bearer"
         and hmac.compare_digest(token.strip(), admin_token)
     )
+
+
+class ApiCors(CORSMiddleware):
+    """CORS for the API, from the configured origins only.
+
+    `/dni.js` is left out: it is public, loaded by every site, and cached for long by
+    browsers and CDNs. Its own `Access-Control-Allow-Origin: *` is one answer for all; the
+    middleware would rewrite it per origin, and a CDN that ignores `Vary: Origin` would
+    then hand one site's header to the next.
+    """
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Pass the snippet through untouched; everything else gets CORS."""
+        if scope["type"] == "http" and scope["path"] == "/dni.js":
+            await self.app(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
 
 
 class EmulatorGuard:

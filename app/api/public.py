@@ -77,6 +77,10 @@ async def get_tracking_number(
         phonenumber=digits(assigned.e164),
         session_id=assigned.session_id,
         expires_at=assigned.expires_at,
+        # Whole seconds, rounded down, so a page never renews too late.
+        expires_in=(
+            int((assigned.expires_at - now).total_seconds()) if assigned.expires_at else None
+        ),
         tracked=assigned.tracked,
         fallback_reason=assigned.fallback_reason,
     )

@@ -178,19 +178,23 @@ class PoolSnippet(BaseModel):
             "examples": [
                 {
                     "pool": "default",
-                    "src": "https://calltrack.example/dni.js?v=4f1c2a9b0d3e5f61",
+                    "src": "https://calltrack.example/dni.js",
+                    "pinned": False,
                     "integrity": "sha384-…",
-                    "gzip_bytes": 4890,
-                    "html": '<script async src="https://calltrack.example/dni.js?v=4f1c2a9b0d3e5f61"'
-                    ' integrity="sha384-…" crossorigin="anonymous" data-pool="default"'
-                    ' data-numbers="+12125550100"></script>',
+                    "gzip_bytes": 4954,
+                    "html": '<script async src="https://calltrack.example/dni.js"'
+                    ' data-pool="default" data-numbers="+12125550100"></script>',
                 }
             ]
         }
     )
 
     pool: str
-    src: str = Field(description="The versioned script URL: cached for a year, safe to pin.")
-    integrity: str = Field(description="Subresource Integrity digest of that version.")
+    src: str = Field(
+        description="The script's URL: revalidated every 5 minutes, or, pinned, "
+        "`?v=<version>` cached for a year."
+    )
+    pinned: bool = Field(description="Whether the tag pins this version with `integrity`.")
+    integrity: str = Field(description="Subresource Integrity digest of the current version.")
     gzip_bytes: int = Field(description="What a browser downloads.")
     html: str = Field(description="The tag to paste into every page, before </body>.")

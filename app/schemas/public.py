@@ -97,6 +97,11 @@ class TrackingNumberResponse(BaseModel):
     phonenumber: str = Field(description="E.164 digits without '+', as in the tutorial.")
     session_id: str | None = Field(description="Send it back on later requests of the visit.")
     expires_at: datetime | None = Field(description="When the lease ends unless renewed.")
+    expires_in: int | None = Field(
+        default=None,
+        description="Seconds until `expires_at`, by the service's clock: a browser whose clock "
+        "is off renews on time by this.",
+    )
     tracked: bool
     fallback_reason: str | None = Field(
         default=None, description="Why the fallback was served: pool_exhausted, pool_empty, bot."

@@ -51,6 +51,10 @@
     $("p-session").textContent = detail.sessionId || "–";
   }
   window.addEventListener("calltrack:number", function (event) { showNumber(event.detail); });
+  // The snippet loads on its own and may have answered before this script ran.
+  if (window.CallTrack && window.CallTrack.lease && window.CallTrack.lease()) {
+    showNumber(window.CallTrack.lease());
+  }
 
   async function json(response) {
     var body = await response.json().catch(function () { return {}; });

@@ -3,7 +3,7 @@
  * <script async src="https://calltrack.example/dni.js?v=..." data-pool="default"
  *   data-numbers="+12125550100"></script>
  * data-endpoint (default: where this file came from), data-pool, data-numbers (comma
- * separated, any format), data-consent="required", data-heartbeat (seconds, default 60),
+ * separated, E.164), data-consent="required", data-heartbeat (seconds, default 60),
  * data-timeout (seconds, default 5). */
 (function (w, d) {
   "use strict";
@@ -15,10 +15,11 @@
   var PARAMS = ["utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content",
     "gclid", "gbraid", "wbraid", "msclkid", "fbclid"];
   // A run of digits with the separators numbers are written with; checked by digits after.
-  var CANDIDATE = /\+?\(?\d[\d\s().\-\/\u00a0\u2010-\u2015]{5,24}\d/g;
+  var CANDIDATE = /\+?\(?\d[\d\s().\-\/\u00a0\u2010-\u2015]{5,}\d/g;
   var SKIP = { SCRIPT: 1, STYLE: 1, NOSCRIPT: 1, TEXTAREA: 1, TEMPLATE: 1, OPTION: 1 };
 
-  var tag = d.currentScript;
+  // Some loaders run the script without currentScript: then the tag is found by its options.
+  var tag = d.currentScript || d.querySelector("script[data-numbers][src*='dni.js']");
   function opt(name, fallback) {
     var v = tag && tag.getAttribute("data-" + name);
     return v == null || v === "" ? fallback : v;
@@ -28,12 +29,20 @@
   var endpoint = opt("endpoint", tag && tag.src ? new URL(tag.src, w.location.href).origin : "");
   endpoint = endpoint.replace(/\/+$/, "");
   var pool = opt("pool", "");
-  var business = opt("numbers", "").split(",").map(digitsOf).filter(function (n) {
-    return n.length >= 7;
-  });
+  var business = opt("numbers", "").split(",").filter(function (n) {
+    if (/^\s*\+/.test(n)) return true;
+    // "(212) 555-0100" has no country code: matching it would guess at one.
+    if (n.trim() && w.console) w.console.warn("calltrack: data-numbers must be E.164: " + n);
+    return false;
+  }).map(digitsOf).filter(function (n) { return n.length >= 7; });
+  var aliases = []; // tracking numbers this page has shown: copies of them are ours too
   var needsConsent = opt("consent", "") === "required";
-  var heartbeatMs = Math.max(5, Number(opt("heartbeat", 60)) || 60) * 1000;
-  var timeoutMs = Math.max(1, Number(opt("timeout", 5)) || 5) * 1000;
+  function seconds(name, fallback, low, high) {
+    var v = Number(opt(name, fallback));
+    return Math.min(high, Math.max(low, isFinite(v) ? v : fallback)) * 1000;
+  }
+  var heartbeatMs = seconds("heartbeat", 60, 5, 3600);
+  var timeoutMs = seconds("timeout", 5, 1, 30);
   var storeKey = "calltrack:" + (pool || "default");
 
   var consented = !needsConsent;
@@ -41,7 +50,10 @@
   var shown = null; // digits of the tracking number shown, or null for the originals
   var timer = null;
   var failures = 0;
-  var inFlight = false;
+  var inFlight = null; // the AbortController of the request under way
+  var epoch = 0; // bumped when consent is withdrawn: older answers are dropped
+  var rescan = null;
+  var last = null; // what the latest calltrack:number event said
   var origText = new WeakMap(); // node -> the page's own text
   var ourText = new WeakMap(); // node -> what we last wrote into it
   var origHref = new WeakMap();
@@ -61,38 +73,41 @@
   }
 
   // --- matching and formatting ---------------------------------------------------------
-  // How many trailing digits of `found` are the business number: all of them, or all but a
-  // trunk "0" or a "00" international prefix; 0 when it is another number.
+  // Whether a run of digits is the business number, or a number this page showed earlier
+  // (in content the page copied): which one, and how many trailing digits of the run are
+  // it (all, or all but a trunk "0" or a "00" prefix). Null for any other number.
   function matched(found) {
-    for (var i = 0; i < business.length; i++) {
-      var b = business[i];
-      if (found === b) return found.length;
-      var extra = b.length - found.length; // a country code the page left out
-      if (extra > 0 && extra <= 3 && found.length >= 7 && b.slice(extra) === found) {
-        return found.length;
-      }
+    var known = business.concat(aliases);
+    for (var i = 0; i < known.length; i++) {
+      var b = known[i], extra = b.length - found.length, hit = { known: b, alias: i >= business.length };
+      if (extra === 0 && found === b) hit.count = b.length;
+      // A country code the page left out: "(212) 555-0100".
+      else if (extra > 0 && extra <= 3 && found.length >= 7 && b.slice(extra) === found) hit.count = found.length;
       // "+44 (0)20 7946 0000": the trunk 0 written after the country code.
-      for (var cc = 1; cc <= 3 && extra === -1; cc++) {
-        if (found === b.slice(0, cc) + "0" + b.slice(cc)) return b.length - cc;
+      for (var cc = 1; cc <= 3 && extra === -1 && !hit.count; cc++) {
+        if (found === b.slice(0, cc) + "0" + b.slice(cc)) hit.count = b.length - cc;
       }
-      if (found.charAt(0) === "0") {
+      if (!hit.count && found.charAt(0) === "0") { // "020 7946 0000", "0044 20 7946 0000"
         var rest = found.replace(/^00?/, "");
         extra = b.length - rest.length;
-        if (rest.length >= 7 && extra >= 0 && extra <= 3 && b.slice(extra) === rest) {
-          return rest.length;
-        }
+        if (rest.length >= 7 && extra >= 0 && extra <= 3 && b.slice(extra) === rest) hit.count = rest.length;
       }
+      if (hit.count) return hit;
     }
-    return 0;
+    return null;
   }
 
-  // Writes the tracking number into the place's own format, digit for digit from the right.
-  function reformat(text, count, number) {
-    if (number.length < count) return "+" + number;
+  // Writes `number` in the place's own format, digit for digit from the right; in full where
+  // the place leaves out a prefix (a country code) that `number` does not share.
+  function reformat(text, hit, number) {
+    var omitted = hit.known.length - hit.count;
+    if (number.length !== hit.known.length || number.slice(0, omitted) !== hit.known.slice(0, omitted)) {
+      return "+" + number;
+    }
     var out = "", taken = 0;
     for (var i = text.length - 1; i >= 0; i--) {
       var ch = text.charAt(i);
-      if (ch >= "0" && ch <= "9" && taken < count) {
+      if (ch >= "0" && ch <= "9" && taken < hit.count) {
         ch = number.charAt(number.length - 1 - taken);
         taken++;
       }
@@ -101,17 +116,37 @@
     return out;
   }
 
-  function swapped(text, number) {
-    return text.replace(CANDIDATE, function (found) {
-      var count = matched(digitsOf(found));
-      return count ? reformat(found, count, number) : found;
+  // With no tracking number shown, only numbers shown earlier are written back.
+  function swapped(text) {
+    var number = shown || business[0];
+    return text.replace(CANDIDATE, function (run) {
+      var groups = [], m, runs = /\d+/g, out = "", at = 0;
+      while ((m = runs.exec(run))) groups.push([m.index, m.index + m[0].length]);
+      for (var i = 0; i < groups.length; i++) {
+        // The longest stretch of whole digit groups that is the number, so that neighbours
+        // stay out of it: "(212) 555-0100 24/7", "© 2024 212-555-0100".
+        for (var j = Math.min(groups.length - 1, i + 7); j >= i; j--) {
+          var part = run.slice(groups[i][0], groups[j][1]), digits = digitsOf(part);
+          var hit = digits.length >= 7 && matched(digits);
+          if (hit && (shown || hit.alias)) {
+            out += run.slice(at, groups[i][0]) + reformat(part, hit, number);
+            at = groups[j][1];
+            i = j;
+            break;
+          }
+        }
+      }
+      return out + run.slice(at);
     });
   }
 
   // --- the page ------------------------------------------------------------------------
   function ignored(el) {
     for (; el && el.nodeType === 1; el = el.parentNode) {
-      if (SKIP[el.nodeName] || el.hasAttribute("data-calltrack-ignore")) return true;
+      // An editor would save the tracking number into the page's content for good.
+      if (SKIP[el.nodeName] || el.hasAttribute("data-calltrack-ignore") || el.isContentEditable) {
+        return true;
+      }
     }
     return false;
   }
@@ -121,7 +156,7 @@
   function render(node, now, mine, originals, write) {
     if (mine.get(node) !== now) originals.set(node, now);
     var original = originals.get(node);
-    var next = shown ? write(original) : original;
+    var next = shown || aliases.length ? write(original) : original;
     if (next === original) {
       originals["delete"](node);
       mine["delete"](node);
@@ -138,7 +173,7 @@
 
   function renderText(node) {
     render(node, node.nodeValue, ourText, origText, function (text) {
-      return swapped(text, shown);
+      return swapped(text);
     });
   }
 
@@ -149,7 +184,7 @@
       if (!/^tel:/i.test(original)) return original;
       var raw = original.slice(4), encoded = raw.indexOf("%") >= 0;
       try { if (encoded) raw = decodeURIComponent(raw); } catch (e) { return original; }
-      var value = swapped(raw, shown);
+      var value = swapped(raw);
       return value === raw ? original : original.slice(0, 4) + (encoded ? encodeURI(value) : value);
     });
   }
@@ -190,7 +225,8 @@
       if (typeof original !== "function") return;
       w.history[name] = function () {
         var result = original.apply(this, arguments);
-        setTimeout(function () { scan(d.body); }, 0);
+        // One rescan for a burst of calls (some sites replaceState on every scroll).
+        if (!rescan) rescan = setTimeout(function () { rescan = null; scan(d.body); }, 50);
         return result;
       };
     });
@@ -199,14 +235,16 @@
 
   function show(digits, answer) {
     var changed = digits !== shown;
+    if (digits && aliases.indexOf(digits) < 0 && business.indexOf(digits) < 0) aliases.push(digits);
     shown = digits;
     if (changed) scan(d.body);
     if (changed || answer) {
-      w.dispatchEvent(new CustomEvent("calltrack:number", { detail: {
+      last = {
         number: api.number(), tracked: !!digits, sessionId: state.sid || null,
-        expiresAt: answer ? answer.expires_at || null : null,
+        expiresAt: answer ? answer.expires_at || null : last && digits ? last.expiresAt : null,
         fallbackReason: answer ? answer.fallback_reason || null : null
-      } }));
+      };
+      w.dispatchEvent(new CustomEvent("calltrack:number", { detail: last }));
     }
   }
 
@@ -216,7 +254,9 @@
     var c = { landing_url: w.location.href.slice(0, 2048) };
     if (d.referrer) c.referrer = d.referrer.slice(0, 2048);
     PARAMS.forEach(function (k) { var v = q.get(k); if (v) c[k] = v.slice(0, 255); });
-    var ga = /(?:^|;\s*)_ga=GA\d\.\d+\.(\d+\.\d+)/.exec(d.cookie);
+    var cookies = "";
+    try { cookies = d.cookie; } catch (e) { /* a sandboxed frame has none */ }
+    var ga = /(?:^|;\s*)_ga=GA\d\.\d+\.(\d+\.\d+)/.exec(cookies);
     if (ga) c.ga_client_id = ga[1];
     return c;
   }
@@ -236,34 +276,41 @@
   function nextDelay() {
     if (!shown) return heartbeatMs * 4; // a full pool may free a number; ask, but gently
     // Renew well before the lease ends, even when the heartbeat is longer than the lease.
-    return Math.min(heartbeatMs, Math.max(1000, (state.exp - Date.now()) / 2));
+    return Math.min(heartbeatMs, Math.max(2000, (state.exp - Date.now()) / 2));
   }
+
+  var firstAsk = true;
 
   function ask() {
     if (!consented || inFlight || !w.fetch || !endpoint) return;
-    inFlight = true;
+    var ctl = inFlight = w.AbortController ? new AbortController() : {};
+    var mine = epoch;
     var body = {};
     if (pool) body.pool = pool;
     if (state.sid) body.session_id = state.sid;
-    else body.context = visitContext();
-    var ctl = w.AbortController ? new AbortController() : null;
-    var stop = setTimeout(function () { if (ctl) ctl.abort(); }, timeoutMs);
+    // Every page's first request carries the visit, so that a session the service no
+    // longer knows starts again with its context; heartbeats carry only the session.
+    if (firstAsk || !state.sid) body.context = visitContext();
+    firstAsk = false;
+    var stop = setTimeout(function () { if (ctl.abort) ctl.abort(); }, timeoutMs);
     var retryAfter = 0;
     w.fetch(endpoint + "/get_tracking_number", {
       method: "POST", mode: "cors", credentials: "omit", cache: "no-store",
       headers: { "Content-Type": "application/json" },
-      body: JSON.stringify(body), signal: ctl ? ctl.signal : undefined
+      body: JSON.stringify(body), signal: ctl.signal
     }).then(function (r) {
       if (r.status === 429) retryAfter = Number(r.headers.get("Retry-After")) || 0;
       if (!r.ok) throw new Error("calltrack: HTTP " + r.status);
       return r.json();
     }).then(function (a) {
+      if (mine !== epoch) return; // consent was withdrawn meanwhile
       failures = 0;
-      if (!consented) return; // consent withdrawn while asking
       if (a.session_id) state.sid = a.session_id;
       if (a.tracked && a.phonenumber) {
         state.num = digitsOf(a.phonenumber);
-        state.exp = Date.parse(a.expires_at) || Date.now() + heartbeatMs;
+        // The lease's length, not its end: this device's clock may be off by any amount.
+        var ttl = Number(a.expires_in);
+        state.exp = Date.now() + (ttl > 0 ? ttl * 1000 : heartbeatMs);
       } else {
         state.num = null;
       }
@@ -271,12 +318,15 @@
       show(state.num, a);
       schedule(nextDelay());
     })["catch"](function () {
-      // Down, slow or refusing: the page keeps what it shows and asks again later.
+      if (mine !== epoch) return;
+      // Down, slow or refusing: the page keeps what it shows and asks again later, but not
+      // a number whose lease has run out: by now it may be someone else's.
       failures++;
+      if (shown && !(state.exp > Date.now())) show(null, null);
       schedule(Math.max(retryAfter * 1000, Math.min(300000, 5000 * Math.pow(2, failures - 1))));
     }).then(function () {
       clearTimeout(stop);
-      inFlight = false;
+      if (inFlight === ctl) inFlight = null;
     });
   }
 
@@ -297,7 +347,7 @@
   d.addEventListener("visibilitychange", function () {
     if (!consented) return;
     if (d.visibilityState === "hidden") { clearTimeout(timer); timer = null; return; }
-    if (!state.exp || state.exp - Date.now() < heartbeatMs) ask();
+    if (!(state.exp - Date.now() >= heartbeatMs)) ask();
     else schedule(nextDelay());
   });
 
@@ -311,18 +361,29 @@
       return n ? "tel:+" + n : null;
     },
     sessionId: function () { return consented ? state.sid || null : null; },
+    /** The latest calltrack:number event's detail, for code that ran after it. */
+    lease: function () { return last; },
     /** Grant (true) or withdraw (false) consent; withdrawing forgets the visit. */
     consent: function (granted) {
       if (granted && !consented) { consented = true; start(); }
       if (!granted) {
         consented = false;
+        epoch++;
+        if (inFlight && inFlight.abort) inFlight.abort();
+        inFlight = null;
         clearTimeout(timer);
         forget();
         show(null, null);
       }
     },
     /** Swap numbers in content the observer cannot see (a shadow root, an iframe). */
-    scan: function (root) { scan(root || d.body); }
+    scan: function (root) { scan(root || d.body); },
+    /** The pre-load queue's push keeps working once the script is in. */
+    push: function (call) {
+      if (call && typeof api[call[0]] === "function" && call[0] !== "push") {
+        api[call[0]].apply(api, call.slice(1));
+      }
+    }
   };
   w.CallTrack = api;
 
@@ -332,9 +393,6 @@
   if (consented) start();
   // Calls queued before the script loaded: (window.CallTrack = window.CallTrack || []).push(["consent", true])
   if (queued && queued.length) {
-    for (var q = 0; q < queued.length; q++) {
-      var call = queued[q];
-      if (call && typeof api[call[0]] === "function") api[call[0]].apply(api, call.slice(1));
-    }
+    for (var q = 0; q < queued.length; q++) api.push(queued[q]);
   }
 })(window, document);

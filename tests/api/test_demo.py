@@ -8,6 +8,8 @@ from typing import Any
 
 import httpx
 
+from app import assets
+from app.assets import compact_js
 from app.main import create_app
 from tests.api.helpers import lease
 from tests.calls.helpers import CALLER
@@ -29,10 +31,12 @@ CONTEXT = {
 
 
 async def dni_version(client: httpx.AsyncClient) -> str:
-    """The served dni.js version (its ETag)."""
-    response = await client.get("/dni.js")
+    """The served dni.js version (the ETag of its identity encoding)."""
+    response = await client.get("/dni.js", headers={"Accept-Encoding": "identity"})
     assert response.status_code == 200
-    return response.headers["etag"].strip('"')
+    version = response.headers["etag"].strip('"')
+    assert version == assets.asset("dni.js").version
+    return version
 
 
 async def demo_pool(client: httpx.AsyncClient) -> tuple[dict[str, Any], int]:
@@ -78,9 +82,11 @@ async def test_demo_pages_pin_the_current_snippet_with_a_csp(client: httpx.Async
         assert f'src="/dni.js?v={version}"' in page.text, path
         assert "{{" not in page.text, path
         assert 'data-pool="demo"' in page.text, path
-    # The version the page pins is the one served as immutable.
-    pinned = await client.get(f"/dni.js?v={version}")
-    assert pinned.headers["cache-control"] == "public, max-age=31536000, immutable"
+    # The version the page pins is the one served as immutable, in either encoding.
+    for encoding in ("identity", "gzip"):
+        pinned = await client.get(f"/dni.js?v={version}", headers={"Accept-Encoding": encoding})
+        assert pinned.headers["cache-control"] == "public, max-age=31536000, immutable"
+        assert pinned.content == compact_js((STATIC / "dni.js").read_bytes())
 
 
 async def test_demo_page_revalidates_with_its_etag(client: httpx.AsyncClient) -> None:
@@ -89,6 +95,20 @@ async def test_demo_page_revalidates_with_its_etag(client: httpx.AsyncClient) ->
     again = await client.get("/demo/services", headers={"If-None-Match": first.headers["etag"]})
     assert again.status_code == 304
     assert again.content == b""
+    # Each encoding revalidates with its own ETag, never with the other's.
+    plain = await client.get("/demo", headers={"Accept-Encoding": "identity"})
+    zipped = await client.get("/demo", headers={"Accept-Encoding": "gzip"})
+    assert zipped.headers["etag"] == plain.headers["etag"][:-1] + '-gz"'
+    for encoding, etag, status in (
+        ("identity", plain.headers["etag"], 304),
+        ("gzip", zipped.headers["etag"], 304),
+        ("gzip", plain.headers["etag"], 200),
+        ("identity", zipped.headers["etag"], 200),
+    ):
+        answer = await client.get(
+            "/demo", headers={"Accept-Encoding": encoding, "If-None-Match": etag}
+        )
+        assert answer.status_code == status, (encoding, etag)
 
 
 async def test_first_visit_creates_the_demo_pool_and_later_ones_change_nothing(
@@ -143,12 +163,19 @@ async def test_concurrent_first_visits_make_one_pool(client: httpx.AsyncClient) 
 
 
 async def test_demo_script_and_stylesheet_are_served(client: httpx.AsyncClient) -> None:
-    for name, media in (("demo.js", "text/javascript"), ("demo.css", "text/css")):
+    # Scripts are served compacted, the stylesheet as written.
+    script = compact_js((STATIC / "demo.js").read_bytes())
+    assert script != (STATIC / "demo.js").read_bytes()
+    stylesheet = (STATIC / "demo.css").read_bytes()
+    for name, media, body in (
+        ("demo.js", "text/javascript", script),
+        ("demo.css", "text/css", stylesheet),
+    ):
         response = await client.get(f"/demo/assets/{name}", headers={"Accept-Encoding": "gzip"})
         assert response.status_code == 200, name
         assert response.headers["content-type"] == f"{media}; charset=utf-8", name
         assert response.headers["content-encoding"] == "gzip", name
-        assert response.content == (STATIC / name).read_bytes(), name
+        assert response.content == body, name
         assert response.headers["x-content-type-options"] == "nosniff", name
 
 
@@ -248,5 +275,5 @@ async def test_with_cloudonix_the_demo_is_absent_and_the_snippet_served(
                 assert response.status_code == 404, path
             script = await client.get("/dni.js")
             assert script.status_code == 200
-            assert script.content == (STATIC / "dni.js").read_bytes()
+            assert script.content == compact_js((STATIC / "dni.js").read_bytes())
             assert (await client.get("/v1/pools", headers=ADMIN)).json() == []

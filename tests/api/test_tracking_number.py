@@ -34,6 +34,17 @@ async def test_lease_lasts_the_pool_ttl(client: httpx.AsyncClient, clock: FakeCl
     body = await lease(client)
     expires = datetime.fromisoformat(body["expires_at"].replace("Z", "+00:00"))
     assert (expires - clock.now).total_seconds() == 600
+    assert body["expires_in"] == 600
+    clock.advance(100.5)
+    renewed = await lease(client, session_id=body["session_id"])
+    assert renewed["expires_in"] == 600  # renewed from now, by the service's clock
+
+
+async def test_the_fallback_has_no_expiry(client: httpx.AsyncClient) -> None:
+    await make_pool(client, size=0)
+    body = await lease(client)
+    assert body["tracked"] is False
+    assert (body["expires_at"], body["expires_in"]) == (None, None)
 
 
 async def test_each_new_session_gets_a_different_number(client: httpx.AsyncClient) -> None:
@@ -111,6 +122,7 @@ async def test_exhausted_pool_serves_fallback_with_200(client: httpx.AsyncClient
         "phonenumber": FALLBACK.lstrip("+"),
         "session_id": body["session_id"],
         "expires_at": None,
+        "expires_in": None,
         "tracked": False,
         "fallback_reason": "pool_exhausted",
     }

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
+import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
@@ -102,17 +104,21 @@ class Tab:
         value = await self.page.evaluate("window.CallTrack ? window.CallTrack.number() : null")
         return str(value) if value is not None else None
 
+    async def until(self, expression: str) -> None:
+        """Wait until a JS expression is truthy, polling from outside the page (a page
+        whose CSP forbids eval cannot run Playwright's own in-page polling)."""
+        deadline = time.monotonic() + WAIT_MS / 1000
+        while not await self.page.evaluate(f"() => !!({expression})"):
+            assert time.monotonic() < deadline, f"still false after {WAIT_MS} ms: {expression}"
+            await asyncio.sleep(0.05)
+
     async def wait_number(self, expected: str | None = None) -> str:
         """Wait until the snippet shows a tracking number (this one, if given)."""
-        check = (
-            "window.CallTrack && window.CallTrack.number()"
-            if expected is None
-            else f"window.CallTrack && window.CallTrack.number() === {expected!r}"
-        )
-        await self.page.wait_for_function(check, timeout=WAIT_MS)
-        shown = await self.number()
-        assert shown is not None
-        return shown
+        shown = "window.CallTrack && window.CallTrack.number()"
+        await self.until(shown if expected is None else f"{shown} === {expected!r}")
+        number = await self.number()
+        assert number is not None
+        return number
 
     async def text(self, selector: str) -> str:
         """The text of the element."""

@@ -132,3 +132,37 @@ async def test_consent_given_before_the_script_loads_is_honoured(
     await tab.page.goto(site.origin + "/")
     await tab.wait_number("+12565550101")
     assert await tab.text("#phone") == "Call (256) 555-0101"
+
+
+async def test_a_lease_that_ran_out_during_an_outage_is_taken_down(
+    base: str, ops: httpx.AsyncClient, site: Site, tab: Tab
+) -> None:
+    await make_pool(
+        ops,
+        size=1,
+        fallback_number=BUSINESS,
+        lease_ttl_seconds=4,
+        cooldown_seconds=0,
+        match_window_seconds=0,
+    )
+    site.pages["/"] = html_page(PAGE, head=snippet(base))
+    await tab.page.goto(site.origin + "/")
+    await tab.wait_number("+12565550101")
+    await tab.page.route("**/get_tracking_number", lambda route: route.abort())
+    # The renewals fail; once the lease's time is up the number may be someone else's.
+    await tab.until("CallTrack.number() === null")
+    await still_the_business_number(tab)
+    assert all("ERR_FAILED" in error for error in tab.errors)
+    tab.errors.clear()
+
+
+async def test_the_queue_form_still_works_once_the_script_is_in(
+    base: str, ops: httpx.AsyncClient, site: Site, tab: Tab
+) -> None:
+    await make_pool(ops, size=1, fallback_number=BUSINESS)
+    site.pages["/"] = html_page(PAGE, head=snippet(base, consent="required"))
+    await tab.page.goto(site.origin + "/")
+    await tab.until("window.CallTrack && CallTrack.version")
+    # A consent manager that cannot know whether the async script has run yet.
+    await tab.page.evaluate('(window.CallTrack = window.CallTrack || []).push(["consent", true])')
+    await tab.wait_number("+12565550101")

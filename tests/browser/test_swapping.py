@@ -55,7 +55,7 @@ def formats_page(service: str, **snippet_data: str) -> str:
         + '<textarea id="area">212-555-0100</textarea>'
         + '<input id="field" value="212-555-0100">'
         + '<p id="titled" title="212-555-0100">hover</p>',
-        head=snippet(service, numbers=f"{BUSINESS}, (212) 555-0111", **snippet_data),
+        head=snippet(service, numbers=f"{BUSINESS}, +1 (212) 555-0111", **snippet_data),
     )
 
 
@@ -176,3 +176,76 @@ async def test_late_content_page_rewrites_and_route_changes_are_swapped(
     assert tab.page.url == site.origin + "/app"
     # Route changes do not lease again: one visit, one request.
     assert len(tab.asked) == 1
+
+
+async def test_a_number_beside_other_digits_is_found_and_its_neighbours_kept(
+    base: str, ops: httpx.AsyncClient, site: Site, tab: Tab
+) -> None:
+    await make_pool(ops, size=1, fallback_number=BUSINESS)
+    places = {
+        "hours": ("Call (212) 555-0100 (24 hours)", "Call (256) 555-0101 (24 hours)"),
+        "always": ("(212) 555-0100 24/7", "(256) 555-0101 24/7"),
+        "copyright": ("© 2024 212-555-0100", "© 2024 256-555-0101"),
+        "since": ("Phone 212 555 0100 1990", "Phone 256 555 0101 1990"),
+        "pair": ("212-555-0100 / 212-555-0199", "256-555-0101 / 212-555-0199"),
+        "twice": ("212.555.0100 or 212.555.0100", "256.555.0101 or 256.555.0101"),
+        "order": ("Order 9 2125550100 7", "Order 9 2565550101 7"),
+        "longer": ("Ref 21255501001", "Ref 21255501001"),
+    }
+    site.pages["/"] = html_page(
+        "".join(f'<p id="{key}">{shown}</p>' for key, (shown, _) in places.items()),
+        head=snippet(base),
+    )
+    await tab.page.goto(site.origin + "/")
+    await tab.wait_number(TRACKING)
+    for key, (_, expected) in places.items():
+        assert await tab.text(f"#{key}") == expected, key
+
+
+async def test_copies_of_the_tracking_number_go_back_with_it(
+    base: str, ops: httpx.AsyncClient, site: Site, tab: Tab
+) -> None:
+    await make_pool(ops, size=1, fallback_number=BUSINESS)
+    site.pages["/"] = html_page(
+        '<header id="bar"><a id="call" href="tel:+12125550100">(212) 555-0100</a></header>'
+        '<div id="editor" contenteditable="true"><span id="edit">212-555-0100</span></div>',
+        head=snippet(base),
+    )
+    await tab.page.goto(site.origin + "/")
+    await tab.wait_number(TRACKING)
+    assert await tab.text("#call") == "(256) 555-0101"
+    # What a CMS editor shows is left as written: the editor would save it.
+    assert await tab.text("#edit") == "212-555-0100"
+    # A sticky header cloned, and a widget re-rendered from its own innerHTML: both copy
+    # the tracking number into nodes the snippet never saw with the business number.
+    await tab.page.evaluate(
+        "var copy = document.getElementById('bar').cloneNode(true);"
+        " copy.id = 'sticky'; copy.firstChild.id = 'sticky-call'; document.body.appendChild(copy);"
+        " var bar = document.getElementById('bar'); bar.innerHTML = bar.innerHTML;"
+    )
+    assert await tab.text("#sticky-call") == "(256) 555-0101"
+    # Withdrawing consent puts the business number back everywhere, copies included.
+    await tab.page.evaluate("CallTrack.consent(false)")
+    for selector in ("#call", "#sticky-call"):
+        assert await tab.text(selector) == "(212) 555-0100", selector
+        assert await tab.href(selector) == "tel:+12125550100", selector
+
+
+async def test_a_business_number_without_its_country_code_is_refused_with_a_warning(
+    base: str, ops: httpx.AsyncClient, site: Site, tab: Tab
+) -> None:
+    await make_pool(ops, size=1, fallback_number=BUSINESS)
+    warnings: list[str] = []
+    tab.page.on(
+        "console",
+        lambda message: warnings.append(message.text) if message.type == "warning" else None,
+    )
+    site.pages["/"] = html_page(
+        '<p id="phone">(212) 555-0100</p><p id="local">555-0100</p>',
+        head=snippet(base, numbers="(212) 555-0100"),
+    )
+    await tab.page.goto(site.origin + "/")
+    await tab.wait_number(TRACKING)  # the lease itself works
+    assert await tab.text("#phone") == "(212) 555-0100"
+    assert await tab.text("#local") == "555-0100"
+    assert warnings == ["calltrack: data-numbers must be E.164: (212) 555-0100"]

@@ -41,6 +41,7 @@ async def test_a_reload_shows_the_same_number_at_once_and_keeps_the_visit(
     assert event["tracked"] is True
     assert event["sessionId"] == session_id
     assert datetime.fromisoformat(event["expiresAt"]) > datetime.now(UTC)
+    assert await tab.page.evaluate("CallTrack.lease()") == event  # for code that runs later
 
     # The service answers slowly now: the stored live lease is shown before it does.
     answered = asyncio.Event()
@@ -58,7 +59,13 @@ async def test_a_reload_shows_the_same_number_at_once_and_keeps_the_visit(
     await asyncio.wait_for(answered.wait(), 10)
     await tab.page.wait_for_function("events.length >= 2")
     assert await tab.number() == first
-    assert tab.asked[1] == {"pool": "default", "session_id": session_id}
+    # Each page's first request names the visit and carries the page (should the service
+    # have lost the session); heartbeats carry the session alone.
+    assert tab.asked[1] == {
+        "pool": "default",
+        "session_id": session_id,
+        "context": {"landing_url": site.origin + "/"},
+    }
     visit = await visit_of(ops, session_id)
     assert [lease["number"] for lease in visit["leases"]] == [first]
 
@@ -86,6 +93,7 @@ async def test_the_heartbeat_keeps_the_lease_past_its_ttl_and_stops_while_hidden
     assert lease["number"] == number
     assert await tab.number() == number
     assert len(tab.asked) >= 4  # renewed about every half lease
+    assert all(set(body) == {"pool", "session_id"} for body in tab.asked[1:])
 
     # Hidden: no renewals, and the lease runs out.
     await tab.page.evaluate(
@@ -179,3 +187,20 @@ async def test_the_landing_page_click_ids_referrer_and_ga_client_id_reach_the_se
     # Nothing but the session in the page's storage, and no cookie of ours.
     assert list((await tab.storage()).keys()) == ["calltrack:default"]
     assert "calltrack" not in await tab.page.evaluate("document.cookie")
+
+
+async def test_a_visitor_whose_clock_is_wrong_renews_at_the_heartbeat_not_in_a_loop(
+    base: str, ops: httpx.AsyncClient, site: Site, tab: Tab
+) -> None:
+    await make_pool(ops, size=1, fallback_number=BUSINESS, lease_ttl_seconds=600)
+    # This device's clock runs 11 minutes fast: every expires_at looks past already.
+    await tab.page.context.add_init_script(
+        "(() => { const real = Date.now; Date.now = () => real() + 11 * 60 * 1000; })();"
+    )
+    site.pages["/"] = html_page("<p>Call (212) 555-0100</p>", head=snippet(base, heartbeat=5))
+    await tab.page.goto(site.origin + "/")
+    number = await tab.wait_number()
+    await asyncio.sleep(7)
+    # The first request and one heartbeat (5 s), not one request a second.
+    assert len(tab.asked) == 2
+    assert await tab.number() == number

@@ -155,19 +155,23 @@ async def pool_snippet(
     heartbeat: Annotated[
         int | None, Query(ge=5, le=3600, description="Seconds between lease renewals.")
     ] = None,
+    pin: Annotated[
+        bool,
+        Query(
+            description="Pin this version with Subresource Integrity: cached for a year, but "
+            "the tag must be written again after every upgrade of the service."
+        ),
+    ] = False,
 ) -> PoolSnippet:
-    """The `dni.js` tag for this pool, pinned to the script's current version."""
+    """The `dni.js` tag for this pool's pages."""
     pool = await pools.get(db, name)
     script = asset("dni.js")
     base = (state.settings.public_url or str(request.base_url)).rstrip("/")
-    src = f"{base}/dni.js?v={script.version}"
-    attributes = {
-        "src": src,
-        "integrity": script.integrity,
-        "crossorigin": "anonymous",
-        "data-pool": pool.name,
-        "data-numbers": pool.fallback_number,
-    }
+    src = f"{base}/dni.js?v={script.version}" if pin else f"{base}/dni.js"
+    attributes = {"src": src}
+    if pin:
+        attributes |= {"integrity": script.integrity, "crossorigin": "anonymous"}
+    attributes |= {"data-pool": pool.name, "data-numbers": pool.fallback_number}
     if consent:
         attributes["data-consent"] = "required"
     if heartbeat is not None:
@@ -176,6 +180,7 @@ async def pool_snippet(
     return PoolSnippet(
         pool=pool.name,
         src=src,
+        pinned=pin,
         integrity=script.integrity,
         gzip_bytes=len(script.gzipped),
         html=f"<script async {html}></script>",
