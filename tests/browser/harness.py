@@ -13,8 +13,11 @@ from html import escape
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import httpx
 import pytest
 from playwright.async_api import Browser, ConsoleMessage, Page, Request, async_playwright
+
+from tests.api.helpers import make_pool
 
 CHROMIUM = os.environ.get("CALLTRACK_CHROMIUM", "/usr/bin/chromium")
 BUSINESS = "+12125550100"  # the number the customer's pages print
@@ -83,6 +86,18 @@ def snippet(service: str, *, pool: str = "default", numbers: str = BUSINESS, **d
     return f'<script async src="{service}/dni.js"{rendered}></script>'
 
 
+async def short_lease_pool(ops: httpx.AsyncClient) -> None:
+    """Pool `default` with one number, leased for 4 s and free again at once."""
+    await make_pool(
+        ops,
+        size=1,
+        fallback_number=BUSINESS,
+        lease_ttl_seconds=4,
+        cooldown_seconds=0,
+        match_window_seconds=0,
+    )
+
+
 def html_page(body: str, *, head: str = "") -> str:
     """A complete page: no favicon request, the snippet (if any) in `head`."""
     return (
@@ -127,6 +142,13 @@ class Tab:
     async def href(self, selector: str) -> str | None:
         """The element's href attribute as written in the DOM."""
         return await self.page.locator(selector).get_attribute("href")
+
+    def expected_errors(self, fragment: str) -> None:
+        """The browser logged errors, each about `fragment` (a refused request, say), and
+        the page none of its own; they are then cleared for the end-of-test check."""
+        assert self.errors, f"no console error about {fragment}"
+        assert all(fragment in error for error in self.errors), self.errors
+        self.errors.clear()
 
     async def storage(self) -> dict[str, str]:
         """Everything in the page's localStorage."""

@@ -11,7 +11,7 @@ import httpx
 from playwright.async_api import Route
 
 from tests.api.helpers import make_pool
-from tests.browser.harness import BUSINESS, Site, Tab, html_page, snippet
+from tests.browser.harness import BUSINESS, Site, Tab, html_page, short_lease_pool, snippet
 
 PAGE = '<p id="phone">Call (212) 555-0100</p><a id="link" href="tel:+12125550100">call</a>'
 
@@ -42,8 +42,7 @@ async def test_a_service_that_is_down_leaves_the_page_as_it_is(
     await still_the_business_number(tab)
     assert len(tab.asked) == 1
     # The browser itself reports the refused connection; the page has no error of its own.
-    assert all("ERR_CONNECTION_REFUSED" in error for error in tab.errors)
-    tab.errors.clear()
+    tab.expected_errors("ERR_CONNECTION_REFUSED")
 
 
 async def test_a_slow_service_neither_delays_the_page_nor_swaps_late(
@@ -89,8 +88,7 @@ async def test_an_empty_pool_or_unknown_pool_leaves_the_business_number(
     await tab.page.wait_for_function("window.CallTrack !== undefined")
     await tab.page.wait_for_timeout(1000)
     await still_the_business_number(tab)
-    assert all("422" in error for error in tab.errors)  # the browser logs the refusal
-    tab.errors.clear()
+    tab.expected_errors("422")  # the browser logs the refusal
 
 
 async def test_nothing_is_leased_or_stored_before_consent(
@@ -137,14 +135,7 @@ async def test_consent_given_before_the_script_loads_is_honoured(
 async def test_a_lease_that_ran_out_during_an_outage_is_taken_down(
     base: str, ops: httpx.AsyncClient, site: Site, tab: Tab
 ) -> None:
-    await make_pool(
-        ops,
-        size=1,
-        fallback_number=BUSINESS,
-        lease_ttl_seconds=4,
-        cooldown_seconds=0,
-        match_window_seconds=0,
-    )
+    await short_lease_pool(ops)
     site.pages["/"] = html_page(PAGE, head=snippet(base))
     await tab.page.goto(site.origin + "/")
     await tab.wait_number("+12565550101")
@@ -152,8 +143,7 @@ async def test_a_lease_that_ran_out_during_an_outage_is_taken_down(
     # The renewals fail; once the lease's time is up the number may be someone else's.
     await tab.until("CallTrack.number() === null")
     await still_the_business_number(tab)
-    assert all("ERR_FAILED" in error for error in tab.errors)
-    tab.errors.clear()
+    tab.expected_errors("ERR_FAILED")
 
 
 async def test_the_queue_form_still_works_once_the_script_is_in(

@@ -10,7 +10,7 @@ import httpx
 from playwright.async_api import Route
 
 from tests.api.helpers import make_pool
-from tests.browser.harness import BUSINESS, Site, Tab, html_page, snippet
+from tests.browser.harness import BUSINESS, Site, Tab, html_page, short_lease_pool, snippet
 
 LISTENER = (
     "<script>window.events = []; addEventListener('calltrack:number',"
@@ -73,14 +73,7 @@ async def test_a_reload_shows_the_same_number_at_once_and_keeps_the_visit(
 async def test_the_heartbeat_keeps_the_lease_past_its_ttl_and_stops_while_hidden(
     base: str, ops: httpx.AsyncClient, site: Site, tab: Tab
 ) -> None:
-    await make_pool(
-        ops,
-        size=1,
-        fallback_number=BUSINESS,
-        lease_ttl_seconds=4,
-        cooldown_seconds=0,
-        match_window_seconds=0,
-    )
+    await short_lease_pool(ops)
     site.pages["/"] = html_page("<p>Call (212) 555-0100</p>", head=snippet(base))
     await tab.page.goto(site.origin + "/")
     number = await tab.wait_number()
