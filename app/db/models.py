@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 
 from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    Date,
     ForeignKey,
     Index,
     Integer,
@@ -112,6 +113,12 @@ class VisitorSession(Base):
     email: Mapped[str | None] = mapped_column(String(254))
     phone: Mapped[str | None] = mapped_column(String(PHONE), index=True)
     fullname: Mapped[str | None] = mapped_column(String(200))
+    # The visit's channel and landing page as reports group them (services/marketing.py),
+    # kept on the row so that reports aggregate in SQL.
+    source: Mapped[str | None] = mapped_column(String(255))
+    medium: Mapped[str | None] = mapped_column(String(255))
+    campaign: Mapped[str | None] = mapped_column(String(255))
+    landing_page: Mapped[str | None] = mapped_column(String(2048))
 
 
 class Lease(Base):
@@ -253,6 +260,7 @@ class CallbackRequest(Base):
         ),
         Index("ix_callback_request_phone_created", "phone", "created_at"),
         Index("ix_callback_request_created_id", "created_at", "id"),
+        Index("ix_callback_request_pool_created", "pool_id", "created_at"),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
@@ -315,3 +323,26 @@ class CallbackAttempt(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     agent_answered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class MediaSpend(Base):
+    """What a source, medium and campaign cost on one day (imported from the ad platforms).
+
+    Cost is kept in micros (millionths of the currency unit), exact on every database. An
+    absent medium or campaign is '' so that the natural key stays unique.
+    """
+
+    __tablename__ = "media_spend"
+    __table_args__ = (UniqueConstraint("day", "source", "medium", "campaign"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    day: Mapped[date] = mapped_column(Date)
+    source: Mapped[str] = mapped_column(String(255))
+    medium: Mapped[str] = mapped_column(String(255), server_default=text("''"))
+    campaign: Mapped[str] = mapped_column(String(255), server_default=text("''"))
+    cost_micros: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    clicks: Mapped[int | None] = mapped_column(Integer)
+    impressions: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -16,7 +16,7 @@ from app.db.repositories import callbacks as repo
 from app.db.repositories import pools, sessions
 from app.errors import Conflict, InvalidInput, NotFound, RateLimited
 from app.providers.voice.base import ProviderError, VoiceProvider
-from app.services import cursors, hours
+from app.services import cursors, hours, visits
 from app.services.callback_flow import ACTIVE, LIVE_ATTEMPT, Policy, finish
 from app.services.leasing import new_session_id
 from app.services.phone import InvalidPhone, to_e164
@@ -115,9 +115,11 @@ async def request_callback(
             retry_after=wait,
         )
     prospect = {**fields, "phone": phone}
-    if session_id is None or not await sessions.touch(
+    if session_id is not None and await sessions.touch(
         db, session_id=session_id, now=now, fields=prospect
     ):
+        await visits.refresh_channel(db, session_id, prospect)
+    else:
         session_id = new_session_id()
         await sessions.create(
             db, session_id=session_id, now=now, site_key_id=site_key_id, fields=prospect

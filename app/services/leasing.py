@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.repositories import fallbacks, leases, numbers, sessions
+from app.services import visits
 from app.services.pools import PoolConfig
 
 # A claim can come back empty while numbers are free (a concurrent claim moved the row it
@@ -61,6 +62,7 @@ async def assign(
     if session_id is not None and await sessions.touch(
         db, session_id=session_id, now=now, fields=fields
     ):
+        await visits.refresh_channel(db, session_id, fields)
         held = await leases.renew(
             db,
             pool_id=pool.id,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -14,6 +15,19 @@ _CLICK_IDS = (
     ("wbraid", "google"),
     ("msclkid", "bing"),
     ("fbclid", "facebook"),
+)
+# The context fields the channel and the landing page are derived from.
+CHANNEL_INPUTS: tuple[str, ...] = (
+    "utm_source",
+    "utm_medium",
+    "utm_campaign",
+    "gclid",
+    "gbraid",
+    "wbraid",
+    "msclkid",
+    "fbclid",
+    "referrer",
+    "landing_url",
 )
 _SEARCH_ENGINES = {
     "google": "google",
@@ -42,19 +56,19 @@ def _referrer_host(referrer: str | None) -> str | None:
     return host.removeprefix("www.") if host else None
 
 
-def channel_of(session: VisitorSession) -> Channel:
+def channel_from(context: Mapping[str, str | None]) -> Channel:
     """UTM tags first, then the click id's network, then the referrer, else direct."""
-    if session.utm_source:
+    if context.get("utm_source"):
         return Channel(
-            source=session.utm_source,
-            medium=session.utm_medium or "(not set)",
-            campaign=session.utm_campaign,
+            source=str(context["utm_source"]),
+            medium=context.get("utm_medium") or "(not set)",
+            campaign=context.get("utm_campaign"),
         )
     for field, network in _CLICK_IDS:
-        if getattr(session, field):
+        if context.get(field):
             medium = "paid_social" if network == "facebook" else "cpc"
-            return Channel(source=network, medium=medium, campaign=session.utm_campaign)
-    host = _referrer_host(session.referrer)
+            return Channel(source=network, medium=medium, campaign=context.get("utm_campaign"))
+    host = _referrer_host(context.get("referrer"))
     if host is not None:
         labels = host.split(".")
         for label in labels:
@@ -62,3 +76,29 @@ def channel_of(session: VisitorSession) -> Channel:
                 return Channel(source=_SEARCH_ENGINES[label], medium="organic", campaign=None)
         return Channel(source=host, medium="referral", campaign=None)
     return Channel(source="(direct)", medium="(none)", campaign=None)
+
+
+def channel_of(session: VisitorSession) -> Channel:
+    """The session's channel, from its stored context."""
+    return channel_from({field: getattr(session, field) for field in CHANNEL_INPUTS})
+
+
+def landing_page(url: str | None) -> str | None:
+    """The landing URL without its query and fragment: what reports group pages by."""
+    if not url:
+        return None
+    parts = urlsplit(url)
+    if not parts.scheme or not parts.netloc:
+        return url.split("?", 1)[0].split("#", 1)[0][:2048] or None
+    return f"{parts.scheme.lower()}://{parts.netloc.lower()}{parts.path or '/'}"[:2048]
+
+
+def derived(context: Mapping[str, str | None]) -> dict[str, str | None]:
+    """The columns a session keeps for reports, from its context."""
+    channel = channel_from(context)
+    return {
+        "source": channel.source[:255],
+        "medium": channel.medium[:255],
+        "campaign": channel.campaign[:255] if channel.campaign else None,
+        "landing_page": landing_page(context.get("landing_url")),
+    }

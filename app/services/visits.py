@@ -7,6 +7,11 @@ import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.db.repositories import sessions
+from app.services import marketing
+
 
 @dataclass(frozen=True)
 class Visitor:
@@ -57,4 +62,23 @@ def session_fields(
     fields.update(prospect)
     fields["user_agent"] = visitor.user_agent[:512] if visitor.user_agent else None
     fields["ip_hash"] = hash_ip(visitor.ip, ip_hash_key)
+    fields.update(marketing.derived(context))
     return fields
+
+
+async def refresh_channel(
+    db: AsyncSession, session_id: str, fields: Mapping[str, str | None]
+) -> None:
+    """After a known session took new context, keep its report columns in step.
+
+    Context is first touch, so this changes something only when the visit had no context
+    of that kind yet (a backend's form without it, then the page with it).
+    """
+    if all(fields.get(key) is None for key in marketing.CHANNEL_INPUTS):
+        return
+    session = await sessions.get(db, session_id)
+    if session is None:
+        return
+    wanted = marketing.derived({key: getattr(session, key) for key in marketing.CHANNEL_INPUTS})
+    if any(getattr(session, key) != value for key, value in wanted.items()):
+        await sessions.set_derived(db, session_id, wanted)

@@ -29,6 +29,8 @@ CONTEXT_FIELDS = (
     "ip_hash",
 )
 PROSPECT_FIELDS = ("email", "phone", "fullname")
+# Derived from the context by the services (channel and landing page, for reports).
+DERIVED_FIELDS = ("source", "medium", "campaign", "landing_page")
 
 
 async def create(
@@ -59,7 +61,9 @@ def new_row(
     *, session_id: str, now: datetime, site_key_id: int | None, fields: Mapping[str, str | None]
 ) -> dict[str, object]:
     """Every column of a new session row."""
-    row: dict[str, object] = {key: fields.get(key) for key in (*CONTEXT_FIELDS, *PROSPECT_FIELDS)}
+    row: dict[str, object] = {
+        key: fields.get(key) for key in (*CONTEXT_FIELDS, *PROSPECT_FIELDS, *DERIVED_FIELDS)
+    }
     row.update(id=session_id, created_at=now, last_seen_at=now, site_key_id=site_key_id)
     return row
 
@@ -89,3 +93,11 @@ async def get(db: AsyncSession, session_id: str) -> VisitorSession | None:
     """The session with this id, if any."""
     stmt = select(VisitorSession).where(VisitorSession.id == session_id)
     return (await db.execute(stmt)).scalar_one_or_none()
+
+
+async def set_derived(db: AsyncSession, session_id: str, values: Mapping[str, str | None]) -> None:
+    """Store the session's derived report columns."""
+    derived = {key: values.get(key) for key in DERIVED_FIELDS}
+    await db.execute(
+        update(VisitorSession).where(VisitorSession.id == session_id).values(**derived)
+    )
