@@ -1,9 +1,10 @@
-"""The `calltrack` command: serve, worker, emulator, migrate, numbers import, openapi."""
+"""The `calltrack` command: serve, worker, emulator, migrate, numbers/spend import, openapi."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import csv
 import json
 import os
 import secrets
@@ -11,9 +12,13 @@ import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
 
 from app import logs
 from app.settings import get_settings
+
+if TYPE_CHECKING:
+    from app.schemas.spend import SpendRow
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -155,6 +160,184 @@ def _numbers_import(args: argparse.Namespace) -> int:
     return 0
 
 
+SPEND_COLUMNS = ("day", "source", "medium", "campaign", "cost", "currency", "clicks", "impressions")
+_SPEND_REQUIRED = ("day", "source", "cost", "currency")
+_SPEND_OPTIONAL = ("medium", "campaign", "clicks", "impressions")  # an empty cell: none given
+_SHOWN_PROBLEMS = 20
+
+
+class _SpendFileError(Exception):
+    """The file cannot be imported: every problem found, one per line."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__(problems[0])
+        self.problems = problems
+
+
+class _Progress:
+    """'<phase>: done/total rows (N%)' on stderr at every tenth of the way, when enabled."""
+
+    def __init__(self, phase: str, total: int, *, enabled: bool, out: TextIO) -> None:
+        self.phase, self.total, self.enabled, self.out = phase, total, enabled, out
+        self._tenths = 0
+
+    def __call__(self, done: int) -> None:
+        if not self.enabled or not self.total:
+            return
+        tenths = done * 10 // self.total
+        if tenths > self._tenths:
+            self._tenths = tenths
+            percent = done * 100 // self.total
+            print(f"{self.phase}: {done}/{self.total} rows ({percent}%)", file=self.out)
+            self.out.flush()
+
+
+def _spend_header(line: int, cells: list[str]) -> list[str]:
+    names = [cell.strip().lower() for cell in cells]
+    problems = []
+    unknown = [cells[i].strip() for i, name in enumerate(names) if name not in SPEND_COLUMNS]
+    if unknown:
+        problems.append(
+            f"line {line}: unknown column(s): {', '.join(unknown)} "
+            f"(known: {', '.join(SPEND_COLUMNS)})"
+        )
+    repeated = sorted({name for name in names if name and names.count(name) > 1})
+    if repeated:
+        problems.append(f"line {line}: column(s) named twice: {', '.join(repeated)}")
+    missing = [name for name in _SPEND_REQUIRED if name not in names]
+    if missing:
+        problems.append(f"line {line}: missing column(s): {', '.join(missing)}")
+    if problems:
+        raise _SpendFileError(problems)
+    return names
+
+
+def _spend_records(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
+    # The header's column names, and each row's cells with the file line it starts on.
+    header: list[str] | None = None
+    records: list[tuple[int, list[str]]] = []
+    with path.open(newline="", encoding="utf-8-sig") as handle:
+        reader = csv.reader(handle)
+        end = 0
+        try:
+            for cells in reader:
+                start, end = end + 1, reader.line_num  # a quoted cell may span lines
+                if not any(cell.strip() for cell in cells):
+                    continue  # a blank line
+                if header is None:
+                    header = _spend_header(start, cells)
+                else:
+                    records.append((start, cells))
+        except csv.Error as exc:
+            raise _SpendFileError([f"line {reader.line_num}: {exc}"]) from exc
+    if header is None:
+        raise _SpendFileError(["the file is empty: it needs a header row"])
+    if not records:
+        raise _SpendFileError(["the file has no rows after its header"])
+    return header, records
+
+
+def _read_spend(path: Path, *, show_progress: bool) -> list[SpendRow]:
+    """Read and check every row of a spend CSV; any problem refuses the whole file."""
+    from pydantic import ValidationError
+
+    from app.errors import field_of
+    from app.schemas.spend import SpendRow
+    from app.services import spend
+
+    header, records = _spend_records(path)
+    progress = _Progress("validating", len(records), enabled=show_progress, out=sys.stderr)
+    rows: list[SpendRow] = []
+    lines: list[int] = []
+    problems: list[str] = []
+    for done, (line, cells) in enumerate(records, start=1):
+        if len(cells) != len(header):
+            problems.append(f"line {line}: {len(cells)} cells, the header has {len(header)}")
+        else:
+            given = {
+                name: cell.strip()
+                for name, cell in zip(header, cells, strict=True)
+                if cell.strip() or name not in _SPEND_OPTIONAL
+            }
+            try:
+                rows.append(SpendRow.model_validate(given))
+                lines.append(line)
+            except ValidationError as exc:
+                problems.extend(
+                    f"line {line}: {field_of(err['loc']) if err['loc'] else 'row'}: {err['msg']}"
+                    for err in exc.errors()
+                )
+        progress(done)
+    if not problems:
+        for first, again in spend.duplicates(rows):
+            problems.append(
+                f"line {lines[again]}: day, source, medium, campaign: "
+                f"the same as line {lines[first]}"
+            )
+    if problems:
+        raise _SpendFileError(problems)
+    return rows
+
+
+async def _import_spend(rows: list[SpendRow], batch: int, progress: _Progress) -> dict[str, int]:
+    from app.db.session import make_engine, make_sessionmaker
+    from app.services import spend
+    from app.state import utc_now
+
+    settings = get_settings()
+    engine = make_engine(settings.database_url)
+    try:
+        async with make_sessionmaker(engine)() as db:
+            done = await spend.import_rows(db, rows, now=utc_now(), batch=batch, progress=progress)
+            await db.commit()
+    finally:
+        await engine.dispose()
+    return {
+        "received": done.received,
+        "inserted": done.inserted,
+        "updated": done.updated,
+        "unchanged": done.unchanged,
+    }
+
+
+def _spend_import(args: argparse.Namespace) -> int:
+    from app.errors import AppError
+
+    show = args.progress or sys.stderr.isatty()
+    try:
+        rows = _read_spend(Path(args.file), show_progress=show)
+    except _SpendFileError as exc:
+        for problem in exc.problems[:_SHOWN_PROBLEMS]:
+            print(problem, file=sys.stderr)
+        if len(exc.problems) > _SHOWN_PROBLEMS:
+            print(f"... and {len(exc.problems) - _SHOWN_PROBLEMS} more", file=sys.stderr)
+        print("error: nothing was imported", file=sys.stderr)
+        return 1
+    except (OSError, UnicodeDecodeError) as exc:
+        print(f"error: {args.file}: {exc}", file=sys.stderr)
+        return 1
+    writing = _Progress("writing", len(rows), enabled=show, out=sys.stderr)
+    try:
+        summary = asyncio.run(_import_spend(rows, args.batch, writing))
+    except AppError as exc:
+        print(f"error: {exc.detail}", file=sys.stderr)
+        return 1
+    print(json.dumps(summary))
+    return 0
+
+
+def _batch(text: str) -> int:
+    from app.db.repositories.spend import MAX_BATCH
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 1 <= value <= MAX_BATCH:
+        raise argparse.ArgumentTypeError(f"must be 1 to {MAX_BATCH}")
+    return value
+
+
 def _openapi(args: argparse.Namespace) -> int:
     from app.openapi import render
 
@@ -203,6 +386,26 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("file")
     imp.add_argument("--pool", required=True)
     imp.set_defaults(func=_numbers_import)
+
+    spend = sub.add_parser("spend", help="manage media spend")
+    spend_sub = spend.add_subparsers(dest="spend_command", required=True)
+    spend_imp = spend_sub.add_parser(
+        "import",
+        help="add or replace spend rows from a CSV, all or none",
+        description="CSV with a header row: day, source, cost, currency, and optionally "
+        "medium, campaign, clicks, impressions (any order, any case). Every row is checked "
+        "before anything is written; then all are written in one transaction.",
+    )
+    spend_imp.add_argument("file")
+    spend_imp.add_argument(
+        "--batch", type=_batch, default=1000, help="rows per statement (default 1000)"
+    )
+    spend_imp.add_argument(
+        "--progress",
+        action="store_true",
+        help="report progress on stderr even when it is not a terminal",
+    )
+    spend_imp.set_defaults(func=_spend_import)
 
     api = sub.add_parser("openapi", help="write the OpenAPI contract")
     api.add_argument("--output", default="openapi/openapi.json")

@@ -135,17 +135,25 @@ def problem(
     return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_JSON)
 
 
-def _field_of(loc: tuple[Any, ...] | list[Any]) -> str:
-    parts = [str(p) for p in loc]
+def field_of(loc: tuple[Any, ...] | list[Any]) -> str:
+    """A pydantic error location as a problem's `field`."""
+    # ("body", "rows", 3, "cost") -> "rows[3].cost": list positions as the services write them.
+    parts = list(loc)
     if parts and parts[0] == "body":
         parts = parts[1:]
-    return ".".join(parts) if parts else "body"
+    field = ""
+    for part in parts:
+        if isinstance(part, int):
+            field += f"[{part}]"
+        else:
+            field += f".{part}" if field else str(part)
+    return field or "body"
 
 
 def invalid_input(exc: ValidationError, *, prefix: str = "") -> InvalidInput:
     """A pydantic validation error as an InvalidInput naming the first bad field."""
     errors = [
-        {"field": prefix + _field_of(tuple(err.get("loc", ()))), "message": err["msg"]}
+        {"field": prefix + field_of(tuple(err.get("loc", ()))), "message": err["msg"]}
         for err in exc.errors()
     ]
     first = errors[0] if errors else {"field": "body", "message": "invalid request"}
@@ -161,7 +169,7 @@ def _validation_problem(request: Request, exc: RequestValidationError) -> JSONRe
         if err.get("type") == "json_invalid":
             errors.append({"field": "body", "message": "request body is not valid JSON"})
             continue
-        errors.append({"field": _field_of(loc), "message": str(err.get("msg", "invalid"))})
+        errors.append({"field": field_of(loc), "message": str(err.get("msg", "invalid"))})
     first = errors[0] if errors else {"field": "body", "message": "invalid request"}
     return problem(
         422,

@@ -128,6 +128,7 @@ class Lease(Base):
     __table_args__ = (
         Index("ix_lease_number_started", "number_id", "started_at"),
         Index("ix_lease_pool_started", "pool_id", "started_at"),
+        Index("ix_lease_started", "started_at"),
         # Two leases of one number may never overlap in time (PostgreSQL only).
         ExcludeConstraint(
             ("number_id", "="),

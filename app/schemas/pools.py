@@ -170,6 +170,89 @@ class PoolStats(BaseModel):
     peak_utilisation: float
 
 
+class PoolSizing(BaseModel):
+    """How many numbers the pool needs, from the traffic of a window ending now.
+
+    By Little's law, numbers unavailable on average = arrival rate x hold time, where a lease
+    holds its number from its start to its end (or now, if still running) and then for the
+    cooldown. The recommendation keeps that average under the target utilisation, and is never
+    below the most leases ever held at once in the window (bursts need them all).
+    """
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "pool": "default",
+                    "window_seconds": 86400,
+                    "since": "2026-11-25T12:00:00Z",
+                    "until": "2026-11-26T12:00:00Z",
+                    "size": 20,
+                    "leases_started": 2880,
+                    "arrivals_per_hour": 120.0,
+                    "mean_hold_seconds": 1500.0,
+                    "mean_lease_seconds": 600.0,
+                    "average_busy_numbers": 50.0,
+                    "turned_away_visits": 0,
+                    "average_demand_numbers": 50.0,
+                    "target_utilisation": 0.75,
+                    "recommended_size": 67,
+                    "add_numbers": 47,
+                    "peak_concurrent_leases": 20,
+                    "fallbacks_total": 310,
+                    "fallbacks_by_reason": {"pool_exhausted": 290, "bot": 20},
+                    "fallback_rate": 0.0972,
+                }
+            ]
+        }
+    )
+
+    pool: str
+    window_seconds: int
+    since: datetime
+    until: datetime
+    size: int = Field(description="Active numbers now.")
+    leases_started: int = Field(
+        description="New leases begun in the window; renewals extend a lease, not add one."
+    )
+    arrivals_per_hour: float = Field(description="leases_started per hour of the window.")
+    mean_hold_seconds: float = Field(
+        description="Mean time a lease keeps its number unavailable: mean_lease_seconds plus "
+        "the pool's cooldown. 0 without leases."
+    )
+    mean_lease_seconds: float = Field(
+        description="Mean time from a lease's start to its end (or now, if still running), "
+        "renewals included."
+    )
+    average_busy_numbers: float = Field(
+        description="Numbers unavailable on average (Little's law): arrival rate x "
+        "mean_hold_seconds."
+    )
+    turned_away_visits: int = Field(
+        description="Visits refused a number (pool exhausted or empty, not bots) that got none "
+        "later in the window: demand the pool did not serve."
+    )
+    average_demand_numbers: float = Field(
+        description="average_busy_numbers plus the turned-away visits, each holding a number "
+        "for mean_hold_seconds (the pool's TTL plus cooldown when no lease was seen)."
+    )
+    target_utilisation: float = Field(
+        description="Share of the pool the average may keep busy, leaving room for bursts."
+    )
+    recommended_size: int = Field(
+        description="The larger of ceil(average_demand_numbers / target_utilisation) and "
+        "peak_concurrent_leases; at least 1 once anyone wanted a number, 0 without traffic."
+    )
+    add_numbers: int = Field(description="max(0, recommended_size - size).")
+    peak_concurrent_leases: int = Field(description="Most leases alive at once in the window.")
+    fallbacks_total: int = Field(description="Fallback numbers served in the window.")
+    fallbacks_by_reason: dict[str, int]
+    fallback_rate: float = Field(
+        description="fallbacks_total / (fallbacks_total + leases_started); every reason "
+        "counts, bots included (see fallbacks_by_reason). 0 without traffic."
+    )
+
+
 class PoolSnippet(BaseModel):
     """The script tag a website puts on its pages to show this pool's numbers."""
 

@@ -272,10 +272,14 @@ class Stats:
     peak_concurrent: int
 
 
+def window(window_seconds: int, now: datetime) -> tuple[datetime, datetime]:
+    """The half-open [since, until) of a window ending now, this very instant included."""
+    return now - timedelta(seconds=window_seconds), now + timedelta(microseconds=1)
+
+
 async def stats(db: AsyncSession, *, pool: Pool, window_seconds: int, now: datetime) -> Stats:
     """Measure a pool: size, live leases, fallbacks and peak concurrency in the window."""
-    since = now - timedelta(seconds=window_seconds)
-    until = now + timedelta(microseconds=1)  # the window includes this very instant
+    since, until = window(window_seconds, now)
     return Stats(
         since=since,
         until=now,

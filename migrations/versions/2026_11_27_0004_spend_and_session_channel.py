@@ -54,7 +54,8 @@ def upgrade() -> None:
         batch.add_column(sa.Column("campaign", sa.String(255), nullable=True))
         batch.add_column(sa.Column("landing_page", sa.String(2048), nullable=True))
     _backfill()
-    # Calls are reported by start time and pool; leases and callbacks by start per pool.
+    # Reports select leases by start and callbacks by pool and creation, across all pools.
+    op.create_index("ix_lease_started", "lease", ["started_at"])
     op.create_index(
         "ix_callback_request_pool_created", "callback_request", ["pool_id", "created_at"]
     )
@@ -80,6 +81,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_table("media_spend")
     op.drop_index("ix_callback_request_pool_created", table_name="callback_request")
+    op.drop_index("ix_lease_started", table_name="lease")
     with op.batch_alter_table("visitor_session") as batch:
         batch.drop_column("landing_page")
         batch.drop_column("campaign")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import inspect, text
@@ -89,3 +90,56 @@ def test_sqlite_migration_takes_a_lock_so_servers_can_start_together(tmp_path: o
 
     run_coro(both())
     assert run_coro(_tables(url)) >= TABLES
+
+
+async def _sessions_after_backfill(url: str) -> dict[str, tuple[object, ...]]:
+    engine = make_engine(url)
+    try:
+        async with engine.begin() as conn:
+            rows = (
+                await conn.execute(
+                    text("SELECT id, source, medium, campaign, landing_page FROM visitor_session")
+                )
+            ).all()
+            return {str(row[0]): tuple(row[1:]) for row in rows}
+    finally:
+        await engine.dispose()
+
+
+async def _insert_old_sessions(url: str) -> None:
+    engine = make_engine(url)
+    now = datetime(2026, 11, 1, tzinfo=UTC)
+    insert = (
+        "INSERT INTO visitor_session (id, created_at, last_seen_at, utm_source, utm_medium,"
+        " utm_campaign, gclid, referrer, landing_url) VALUES (:id, :now, :now, :s, :m, :c,"
+        " :g, :r, :l)"
+    )
+    rows = [
+        {"id": "old-utm-0000000000", "s": "google", "m": "cpc", "c": "x", "g": None,
+         "r": None, "l": "https://shop.example/p?utm_source=google"},
+        {"id": "old-gclid-00000000", "s": None, "m": None, "c": None, "g": "Cj0",
+         "r": None, "l": None},
+        {"id": "old-search-0000000", "s": None, "m": None, "c": None, "g": None,
+         "r": "https://www.bing.com/search?q=plumber", "l": "https://shop.example/"},
+        {"id": "old-direct-0000000", "s": None, "m": None, "c": None, "g": None,
+         "r": None, "l": None},
+    ]  # fmt: skip
+    try:
+        async with engine.begin() as conn:
+            for row in rows:
+                await conn.execute(text(insert), {**row, "now": now})
+    finally:
+        await engine.dispose()
+
+
+def test_sessions_stored_before_0004_get_their_channel(empty_database: str) -> None:
+    url = empty_database
+    migrate.upgrade(url, "0003")
+    run_coro(_insert_old_sessions(url))
+    migrate.upgrade(url)
+    assert run_coro(_sessions_after_backfill(url)) == {
+        "old-utm-0000000000": ("google", "cpc", "x", "https://shop.example/p"),
+        "old-gclid-00000000": ("google", "cpc", None, None),
+        "old-search-0000000": ("bing", "organic", None, "https://shop.example/"),
+        "old-direct-0000000": ("(direct)", "(none)", None, None),
+    }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from html import escape
 from typing import Annotated
 
@@ -14,12 +15,13 @@ from app.schemas.pools import (
     NumbersAdded,
     PoolCreate,
     PoolOut,
+    PoolSizing,
     PoolSnippet,
     PoolStats,
     PoolUpdate,
 )
 from app.schemas.problem import problem_responses
-from app.services import pools
+from app.services import pools, sizing
 
 router = APIRouter(
     prefix="/v1/pools",
@@ -141,6 +143,25 @@ async def pool_stats(
         peak_concurrent_leases=measured.peak_concurrent,
         peak_utilisation=round(measured.peak_concurrent / size, 4) if size else 0.0,
     )
+
+
+@router.get("/{name}/sizing", response_model=PoolSizing, responses=problem_responses(404, 422))
+async def pool_sizing(
+    name: str,
+    db: SessionDep,
+    now: NowDep,
+    window_seconds: Annotated[int, Query(ge=3600, le=90 * 86400)] = 86400,
+) -> PoolSizing:
+    """The size the pool needs, by Little's law on the traffic of the window ending now.
+
+    Numbers unavailable on average = new leases per second x mean hold, where a lease holds
+    its number from its start to its end (or now) and then for the cooldown. The
+    recommendation keeps that average at most 75% of the pool, and is never below the most
+    leases held at once in the window; `add_numbers` is what it takes to get there.
+    """
+    pool = await pools.get(db, name)
+    measured = await sizing.size(db, pool=pool, window_seconds=window_seconds, now=now)
+    return PoolSizing(pool=name, window_seconds=window_seconds, **asdict(measured))
 
 
 @router.get("/{name}/snippet", response_model=PoolSnippet, responses=problem_responses(404, 422))

@@ -106,6 +106,7 @@ _SESSION_COLUMNS = (
     "site_key_id",
     *sessions.CONTEXT_FIELDS,
     *sessions.PROSPECT_FIELDS,
+    *sessions.DERIVED_FIELDS,
 )
 
 # A new visitor's session and its claim in one round trip: the session row is inserted by a
@@ -284,3 +285,27 @@ async def count_started(db: AsyncSession, *, pool_id: int, since: datetime, unti
         Lease.pool_id == pool_id, Lease.started_at >= since, Lease.started_at < until
     )
     return int((await db.execute(stmt)).scalar_one())
+
+
+# Seconds from a lease's start to its end, or to now for a lease still running. SQLite keeps
+# timestamps as text, which julianday() reads to the millisecond; PostgreSQL subtracts them.
+_HELD_SECONDS = {
+    "sqlite": "(julianday(MIN(ends_at, :now)) - julianday(started_at)) * 86400.0",
+    "postgresql": "EXTRACT(EPOCH FROM (LEAST(ends_at, :now) - started_at))",
+}
+
+
+async def held_seconds(
+    db: AsyncSession, *, pool_id: int, since: datetime, until: datetime, now: datetime
+) -> float:
+    """Total seconds the leases of the pool begun in [since, until) held their number,
+    counting a lease still running up to now; renewals extend a lease, not add one."""
+    held = _HELD_SECONDS[db.get_bind().dialect.name]
+    stmt = _typed(
+        f"""
+        SELECT COALESCE(SUM({held}), 0) FROM lease
+        WHERE pool_id = :pool_id AND started_at >= :since AND started_at < :until
+        """  # noqa: S608  (a constant fragment per dialect, no input)
+    )
+    params = {"pool_id": pool_id, "since": since, "until": until, "now": now}
+    return float((await db.execute(stmt, params)).scalar_one())
