@@ -120,3 +120,17 @@ def wait_calm(max_load: float, calm_wait: float, *, pause: float) -> dict[str, A
                 "calm": calm,
             }
         time.sleep(pause)
+
+
+def keep_result(prefix: str, record: dict[str, Any]) -> None:
+    """Tag a run with the commit it measured, keep it in bench/results/, print it."""
+    root = Path(__file__).resolve().parents[1]
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True
+    ).stdout.strip()
+    record = {"commit": commit, **record}
+    out = root / "bench" / "results" / f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(record, indent=2))
+    json.dump(record, sys.stdout, indent=2)
+    print()

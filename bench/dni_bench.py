@@ -23,7 +23,6 @@ import asyncio
 import json
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -31,7 +30,7 @@ from typing import Any
 from playwright.async_api import Browser, Route, async_playwright
 
 from app.assets import compact_js
-from bench.common import log, median, wait_calm
+from bench.common import keep_result, log, median, wait_calm
 
 ROOT = Path(__file__).resolve().parents[1]
 # As served (compacted); inlined, so its header's example tag must not close the script.
@@ -161,23 +160,15 @@ def main() -> None:
     calm = wait_calm(args.max_load, args.calm_wait, pause=1.0)
     sizes = [int(s) for s in args.sizes.split(",")]
     results = asyncio.run(run(sizes, args.loads))
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
-    ).stdout.strip()
     chromium = subprocess.run([CHROMIUM, "--version"], capture_output=True, text=True)
     record = {
-        "commit": commit,
         "chromium": chromium.stdout.strip(),
         "loads": args.loads,
         "append": APPEND,
         "calm": calm,
         "results": results,
     }
-    out = ROOT / "bench" / "results" / f"dni-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(record, indent=2))
-    json.dump(record, sys.stdout, indent=2)
-    print()
+    keep_result("dni", record)
 
 
 if __name__ == "__main__":

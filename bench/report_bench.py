@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import subprocess
-import sys
 import tempfile
 import time
 from datetime import UTC, date, datetime
@@ -31,7 +29,7 @@ from app.db import migrate
 from app.db.repositories.reports import Dimension
 from app.db.session import make_engine, make_sessionmaker
 from app.services import reports
-from bench.common import log, median, wait_calm
+from bench.common import keep_result, log, median, wait_calm
 
 ROOT = Path(__file__).resolve().parents[1]
 START = datetime(2026, 8, 1, tzinfo=UTC)
@@ -240,16 +238,8 @@ def main() -> None:
         for backend in args.backends.split(","):
             url = prepare(backend, workdir)
             results[backend] = asyncio.run(measure(url, backend, args.visits, args.runs))
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
-    ).stdout.strip()
-    record = {"commit": commit, "visits": args.visits, "runs": args.runs, "calm": calm,
-              "results": results}  # fmt: skip
-    out = ROOT / "bench" / "results" / f"reports-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(record, indent=2))
-    json.dump(record, sys.stdout, indent=2)
-    print()
+    record = {"visits": args.visits, "runs": args.runs, "calm": calm, "results": results}
+    keep_result("reports", record)
 
 
 if __name__ == "__main__":

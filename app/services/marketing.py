@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from app.db.models import VisitorSession
+from app.db.repositories.calls import CHANNEL_FIELDS
 
 # Click ids identify the ad network even when a campaign was tagged without UTM.
 _CLICK_IDS = (
@@ -17,18 +18,7 @@ _CLICK_IDS = (
     ("fbclid", "facebook"),
 )
 # The context fields the channel and the landing page are derived from.
-CHANNEL_INPUTS: tuple[str, ...] = (
-    "utm_source",
-    "utm_medium",
-    "utm_campaign",
-    "gclid",
-    "gbraid",
-    "wbraid",
-    "msclkid",
-    "fbclid",
-    "referrer",
-    "landing_url",
-)
+CHANNEL_INPUTS: tuple[str, ...] = (*CHANNEL_FIELDS, "landing_url")
 _SEARCH_ENGINES = {
     "google": "google",
     "bing": "bing",
