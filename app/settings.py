@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from decimal import Decimal
 from functools import lru_cache
 from typing import Annotated, Literal
 
@@ -89,6 +90,12 @@ class Settings(BaseSettings):
     callback_concurrency: int = Field(default=4, ge=1, le=64)
     callback_drain_seconds: float = Field(default=20.0, ge=0)
 
+    # The Google Ads offline conversions export (GET /v1/exports/google-ads-conversions.csv).
+    google_ads_min_talk_seconds: int = Field(default=60, ge=0, le=86400)
+    google_ads_conversion_name: str = Field(default="Phone call", min_length=1, max_length=100)
+    google_ads_conversion_value: Decimal = Field(default=Decimal(0), ge=0, max_digits=18)
+    google_ads_currency: str = Field(default="USD", pattern=r"^[A-Za-z]{3}$")
+
     @field_validator("cors_origins", mode="before")
     @classmethod
     def _cors_csv(cls, value: object) -> object:
@@ -107,6 +114,11 @@ class Settings(BaseSettings):
         if unknown:
             raise ValueError(f"unknown regions {', '.join(unknown)}")
         return regions
+
+    @field_validator("google_ads_currency")
+    @classmethod
+    def _currency(cls, value: str) -> str:
+        return value.upper()
 
     @field_validator("public_rate_limit", "callback_rate_limit")
     @classmethod

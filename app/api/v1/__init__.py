@@ -2,12 +2,13 @@
 
 from fastapi import APIRouter
 
-from app.api.v1 import callbacks, calls, pools, reports, sessions, site_keys, spend
+from app.api.v1 import callbacks, calls, exports, pools, reports, sessions, site_keys, spend
 
 # Each router carries its full /v1/... prefix, so a route's template is its whole path.
 router = APIRouter()
 router.include_router(callbacks.router)
 router.include_router(calls.router)
+router.include_router(exports.router)
 router.include_router(pools.router)
 router.include_router(reports.router)
 router.include_router(sessions.router)
