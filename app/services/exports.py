@@ -24,8 +24,6 @@ it.)
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -36,7 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.repositories import exports
 from app.db.repositories.exports import ClickedCall
-from app.services import reports
+from app.services import csv_text, reports
 
 CLICK_COLUMNS = {"gclid": "Google Click ID", "gbraid": "GBRAID", "wbraid": "WBRAID"}
 CONVERSION_COLUMNS = (
@@ -45,8 +43,6 @@ CONVERSION_COLUMNS = (
     "Conversion Value",
     "Conversion Currency",
 )
-# A cell starting with one of these is a formula to a spreadsheet (CSV injection).
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 @dataclass(frozen=True)
@@ -96,11 +92,6 @@ def conversion_time(at: datetime, tz: ZoneInfo) -> str:
     return f"{local:%Y-%m-%d %H:%M:%S}{sign}{hours:02d}:{minutes:02d}"
 
 
-def safe_cell(value: str) -> str:
-    """A cell a spreadsheet shows as text: a leading formula character gets a quote."""
-    return "'" + value if value.startswith(FORMULA_STARTS) else value
-
-
 def amount(value: Decimal) -> str:
     """A conversion value as plain digits (never an exponent)."""
     return format(value, "f")
@@ -110,17 +101,15 @@ def render_csv(export: GoogleAdsExport, conversion: Conversion) -> str:
     """The upload file: a header row, then one row per call."""
     braids = any(call.kind != "gclid" for call in export.calls)
     kinds: Sequence[str] = ("gclid", "gbraid", "wbraid") if braids else ("gclid",)
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow([*(CLICK_COLUMNS[k] for k in kinds), *CONVERSION_COLUMNS])
-    for call in export.calls:
-        ids = [call.click_id if call.kind == kind else "" for kind in kinds]
-        row = [
-            *ids,
+    header = [*(CLICK_COLUMNS[k] for k in kinds), *CONVERSION_COLUMNS]
+    rows = (
+        [
+            *(call.click_id if call.kind == kind else "" for kind in kinds),
             conversion.name,
             conversion_time(call.started_at, export.tz),
             amount(conversion.value),
             conversion.currency,
         ]
-        writer.writerow([safe_cell(cell) for cell in row])
-    return out.getvalue()
+        for call in export.calls
+    )
+    return csv_text.render([header, *rows])

@@ -60,3 +60,14 @@ async def test_a_callback_form_carries_its_context_to_the_report(
     answer = await client.get("/v1/reports/attribution", params=TODAY, headers=ADMIN)
     [row] = answer.json()["rows"]
     assert (row["group"], row["sessions"], row["callbacks_requested"]) == ("flyer", 1, 1)
+
+
+async def test_a_visitor_written_group_cannot_be_a_formula_in_the_csv(
+    client: httpx.AsyncClient,
+) -> None:
+    await make_pool(client)
+    await lease(client, context={"utm_source": '=HYPERLINK("http://evil.example")'})
+    answer = await client.get(
+        "/v1/reports/attribution", params={**TODAY, "format": "csv"}, headers=ADMIN
+    )
+    assert answer.text.split("\r\n")[1].startswith('"\'=HYPERLINK(""http://evil.example"")",1,')

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 from datetime import date
 from typing import Annotated, Literal
 
@@ -12,7 +10,7 @@ from fastapi import APIRouter, Query, Request, Response
 from app.api.deps import AdminDep, SessionDep
 from app.schemas.problem import problem_responses
 from app.schemas.reports import AttributionReport, GroupBy, ReportFigures, ReportRow
-from app.services import reports
+from app.services import csv_text, reports
 
 router = APIRouter(
     prefix="/v1/reports",
@@ -41,14 +39,12 @@ def _figures(row: reports.Row) -> dict[str, object]:
 
 
 def _csv(report: AttributionReport) -> str:
-    out = io.StringIO()
     columns = ["group", *ReportFigures.model_fields]
-    writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow([report.group_by, *columns[1:]])
+    rows: list[list[object]] = [[report.group_by, *columns[1:]]]
     for item in [*report.rows, ReportRow(group="(total)", **report.totals.model_dump())]:
         values = item.model_dump(mode="json")
-        writer.writerow(["" if values[c] is None else values[c] for c in columns])
-    return out.getvalue()
+        rows.append(["" if values[c] is None else values[c] for c in columns])
+    return csv_text.render(rows)
 
 
 @router.get(
