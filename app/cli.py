@@ -372,7 +372,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     emu.set_defaults(func=_emulator)
 
-    work = sub.add_parser("worker", help="run the callback worker alone (stops on SIGTERM)")
+    work = sub.add_parser(
+        "worker", help="run the callback worker and the webhook dispatcher (stops on SIGTERM)"
+    )
     work.add_argument("--no-migrate", action="store_true", help="skip the SQLite migration")
     work.set_defaults(func=_worker)
 

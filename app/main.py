@@ -25,6 +25,7 @@ from app.providers.voice.base import VoiceProvider
 from app.providers.voice.cloudonix import build_cloudonix
 from app.services.callback_worker import build_worker
 from app.services.desk import CallDesk
+from app.services.dispatcher import Dispatcher
 from app.services.pools import PoolCache
 from app.settings import Settings, get_settings
 from app.state import AppState, Clock, utc_now
@@ -113,10 +114,19 @@ def create_app(settings: Settings | None = None, *, clock: Clock = utc_now) -> F
                 worker = asyncio.create_task(
                     state.callback_worker.run(stop), name="calltrack-callback-worker"
                 )
+        dispatching = None
+        if settings.outbox_worker:
+            state.dispatcher = Dispatcher(sessionmaker=sessionmaker, settings=settings, clock=clock)
+            dispatching = asyncio.create_task(
+                state.dispatcher.run(stop), name="calltrack-webhook-dispatcher"
+            )
         try:
             yield
         finally:
             stop.set()
+            if dispatching is not None:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await dispatching
             with contextlib.suppress(asyncio.CancelledError):
                 await upkeep
             if worker is not None:

@@ -96,6 +96,20 @@ class Settings(BaseSettings):
     google_ads_conversion_value: Decimal = Field(default=Decimal(0), ge=0, max_digits=18)
     google_ads_currency: str = Field(default="USD", pattern=r"^[A-Za-z]{3}$")
 
+    # Outbound webhooks and GA4 events, delivered from the outbox (services/dispatcher.py).
+    outbox_worker: bool = True
+    outbox_poll_seconds: float = Field(default=1.0, gt=0)
+    outbox_concurrency: int = Field(default=8, ge=1, le=64)
+    outbox_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
+    outbox_retry_seconds: float = Field(default=30.0, ge=0)
+    outbox_retry_max_seconds: float = Field(default=3600.0, ge=0)
+    outbox_max_attempts: int = Field(default=15, ge=1, le=50)
+    outbox_settle_seconds: float = Field(default=15.0, ge=0, le=600)
+    webhooks_allow_http: bool = False
+    ga4_measurement_id: str | None = Field(default=None, pattern=r"^G-[A-Z0-9]{4,20}$")
+    ga4_api_secret: SecretStr | None = None
+    ga4_endpoint: str = "https://www.google-analytics.com/mp/collect"
+
     @field_validator("cors_origins", mode="before")
     @classmethod
     def _cors_csv(cls, value: object) -> object:
@@ -173,6 +187,21 @@ class Settings(BaseSettings):
             if missing:
                 raise ValueError(f"the cloudonix provider needs {', '.join(missing)}")
         return self
+
+    @model_validator(mode="after")
+    def _ga4_complete(self) -> Settings:
+        if (self.ga4_measurement_id is None) != (self.ga4_api_secret is None):
+            raise ValueError(
+                "GA4 needs both CALLTRACK_GA4_MEASUREMENT_ID and CALLTRACK_GA4_API_SECRET"
+            )
+        if not self.ga4_endpoint.startswith(("https://", "http://")):
+            raise ValueError("CALLTRACK_GA4_ENDPOINT must be an http(s) URL")
+        return self
+
+    @property
+    def ga4_enabled(self) -> bool:
+        """Whether attributed calls are sent to GA4 as phone_call events."""
+        return self.ga4_measurement_id is not None and self.ga4_api_secret is not None
 
     @property
     def voice_provider(self) -> Literal["emulator", "cloudonix"]:

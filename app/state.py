@@ -13,6 +13,7 @@ from app.providers.voice.base import VoiceProvider
 from app.ratelimit import RateLimiter
 from app.services.callback_worker import CallbackWorker
 from app.services.desk import CallDesk
+from app.services.dispatcher import Dispatcher
 from app.services.pools import PoolCache
 from app.settings import Settings
 
@@ -36,3 +37,4 @@ class AppState:
     webhook_token: str | None
     callback_limiter: RateLimiter
     callback_worker: CallbackWorker | None = None
+    dispatcher: Dispatcher | None = None

@@ -1,4 +1,4 @@
-"""`calltrack worker`: the callback worker as a process of its own, for scale."""
+"""`calltrack worker`: the callback worker and the webhook dispatcher as a process of their own."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from app.db.session import make_engine, make_sessionmaker
 from app.providers.voice.base import VoiceProvider
 from app.providers.voice.cloudonix import build_cloudonix
 from app.services.callback_worker import build_worker
+from app.services.dispatcher import Dispatcher
 from app.settings import Settings
 
 log = logging.getLogger("calltrack.callbacks")
@@ -39,7 +40,7 @@ def _voice(settings: Settings, http: httpx.AsyncClient) -> VoiceProvider | None:
 
 
 async def run(settings: Settings) -> int:
-    """Work the callback queue until SIGTERM or SIGINT; claims in hand are handed back."""
+    """Work the callback queue and the outbox until SIGTERM or SIGINT; claims are handed back."""
     engine = make_engine(settings.database_url, pool_size=settings.db_pool_size)
     http = httpx.AsyncClient(follow_redirects=False, trust_env=False)
     try:
@@ -53,8 +54,11 @@ async def run(settings: Settings) -> int:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
+        dispatcher = Dispatcher(
+            sessionmaker=make_sessionmaker(engine), settings=settings, clock=utc_now
+        )
         try:
-            await worker.run(stop)
+            await asyncio.gather(worker.run(stop), dispatcher.run(stop))
         finally:
             await voice.aclose()
         return 0

@@ -55,6 +55,8 @@ def make_settings(database_url: str, **overrides: object) -> Settings:
         "voice_db_timeout": 15.0,
         # Tests that need the callback worker start it (or drive it) themselves.
         "callback_worker": False,
+        # Likewise the webhook dispatcher: tests run it a round at a time on their clock.
+        "outbox_worker": False,
         "callback_rate_limit": "off",
     }
     values.update(overrides)

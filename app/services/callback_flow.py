@@ -20,7 +20,7 @@ from app.db.models import (
     CallbackRequest,
     Pool,
 )
-from app.services import hours
+from app.services import hours, outbox
 from app.settings import Settings
 
 IN_FLIGHT = frozenset({"calling_agent", "calling_customer"})
@@ -99,6 +99,8 @@ def finish(request: CallbackRequest, status: str, now: datetime, error: str | No
     request.claimed_by = request.claim_token = request.claimed_until = None
     if error is not None:
         request.last_error = error[:255]
+    # Keyed by outcome: a late dial result may turn a failed request into a completed one.
+    outbox.record_with(request, outbox.CALLBACK_COMPLETED, f"{request.id}:{status}", now=now)
 
 
 def retry_later(

@@ -16,7 +16,7 @@ from app.db.repositories import callbacks as repo
 from app.db.repositories import pools, sessions
 from app.errors import Conflict, InvalidInput, NotFound, RateLimited
 from app.providers.voice.base import ProviderError, VoiceProvider
-from app.services import cursors, hours, visits
+from app.services import cursors, hours, outbox, visits
 from app.services.callback_flow import ACTIVE, LIVE_ATTEMPT, Policy, finish
 from app.services.leasing import new_session_id
 from app.services.phone import InvalidPhone, to_e164
@@ -124,6 +124,7 @@ async def request_callback(
         await sessions.create(
             db, session_id=session_id, now=now, site_key_id=site_key_id, fields=prospect
         )
+        await outbox.session_created(db, session_id, now=now)
     scheduled = hours.next_opening(hours.parse(pool.business_hours), now)
     values = {
         "id": new_id(),

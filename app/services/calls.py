@@ -16,6 +16,7 @@ from app.db.models import Call
 from app.db.repositories import calls
 from app.db.repositories.calls import NumberRoute
 from app.providers.voice.base import CallState
+from app.services import outbox
 from app.services.attribution import attribute
 from app.services.phone import InvalidPhone, to_e164
 
@@ -266,8 +267,12 @@ async def apply_progress(
     region: str,
     route: NumberRoute | None,
     now: datetime,
+    settle: timedelta = timedelta(0),
 ) -> tuple[Call | None, bool]:
-    """Apply a session update or CDR once; (the call, whether this event created it)."""
+    """Apply a session update or CDR once; (the call, whether this event created it).
+
+    An ended call records call.completed, held `settle` for the CDR's final figures.
+    """
     call, created = await _event_call(
         db,
         provider=provider,
@@ -288,6 +293,8 @@ async def apply_progress(
     _advance(call, event)
     call.updated_at = now
     await db.flush()
+    if call.ended_at is not None:
+        await outbox.call_ended(db, call.id, now=now, final=event.kind == "cdr", settle=settle)
     return call, created
 
 

@@ -17,6 +17,7 @@ import logging
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
+from datetime import timedelta
 from functools import partial
 from typing import Any, TypeVar
 
@@ -137,6 +138,10 @@ class CallDesk:
         if not task.cancelled() and task.exception() is not None:
             _log.debug("abandoned database work failed", exc_info=task.exception())
 
+    @property
+    def _settle(self) -> timedelta:
+        return timedelta(seconds=self._settings.outbox_settle_seconds)
+
     def _region(self) -> str:
         return self._settings.default_region
 
@@ -223,6 +228,7 @@ class CallDesk:
             region=self._region(),
             route=route,
             now=self._clock(),
+            settle=self._settle,
         )
         if call is not None:
             self._counted(call.attribution, created)

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.repositories import fallbacks, leases, numbers, sessions
-from app.services import visits
+from app.services import outbox, visits
 from app.services.pools import PoolConfig
 
 # A claim can come back empty while numbers are free (a concurrent claim moved the row it
@@ -83,6 +83,7 @@ async def assign(
         held = await leases.claim_for_new_session(
             db, session_row=row, pool_id=pool.id, now=now, until=until, available_at=available_at
         )
+        await outbox.session_created(db, session_id, now=now)
     for _ in range(CLAIM_ATTEMPTS - 1):
         if held is not None or not await numbers.any_free(db, pool.id, now):
             break

@@ -2,7 +2,17 @@
 
 from fastapi import APIRouter
 
-from app.api.v1 import callbacks, calls, exports, pools, reports, sessions, site_keys, spend
+from app.api.v1 import (
+    callbacks,
+    calls,
+    exports,
+    pools,
+    reports,
+    sessions,
+    site_keys,
+    spend,
+    webhooks,
+)
 
 # Each router carries its full /v1/... prefix, so a route's template is its whole path.
 router = APIRouter()
@@ -14,3 +24,4 @@ router.include_router(reports.router)
 router.include_router(sessions.router)
 router.include_router(site_keys.router)
 router.include_router(spend.router)
+router.include_router(webhooks.router)

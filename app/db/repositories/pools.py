@@ -37,3 +37,8 @@ async def update(db: AsyncSession, pool: Pool, *, now: datetime, **fields: Any) 
     pool.updated_at = now
     await db.flush()
     return pool
+
+
+async def name_of(db: AsyncSession, pool_id: int) -> str:
+    """The name of the pool with this id."""
+    return str(await db.scalar(select(Pool.name).where(Pool.id == pool_id)))
