@@ -103,7 +103,7 @@ class Settings(BaseSettings):
     outbox_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
     outbox_retry_seconds: float = Field(default=30.0, ge=0)
     outbox_retry_max_seconds: float = Field(default=3600.0, ge=0)
-    outbox_max_attempts: int = Field(default=15, ge=1, le=50)
+    outbox_max_attempts: int = Field(default=30, ge=1, le=100)
     outbox_settle_seconds: float = Field(default=15.0, ge=0, le=600)
     webhooks_allow_http: bool = False
     ga4_measurement_id: str | None = Field(default=None, pattern=r"^G-[A-Z0-9]{4,20}$")
