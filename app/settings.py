@@ -105,6 +105,7 @@ class Settings(BaseSettings):
     outbox_retry_max_seconds: float = Field(default=3600.0, ge=0)
     outbox_max_attempts: int = Field(default=30, ge=1, le=100)
     outbox_settle_seconds: float = Field(default=15.0, ge=0, le=600)
+    outbox_retention_days: int = Field(default=30, ge=1, le=3650)
     webhooks_allow_http: bool = False
     ga4_measurement_id: str | None = Field(default=None, pattern=r"^G-[A-Z0-9]{4,20}$")
     ga4_api_secret: SecretStr | None = None

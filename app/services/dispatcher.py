@@ -34,6 +34,8 @@ from app.settings import Settings
 log = logging.getLogger("calltrack.webhooks")
 
 FAN_OUT_BATCH = 100
+PRUNE_BATCH = 1000
+PRUNE_EVERY_SECONDS = 3600.0
 
 
 def backoff(
@@ -81,6 +83,7 @@ class Dispatcher:
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._claim = timedelta(seconds=settings.outbox_timeout_seconds * 2 + 5)
+        self._pruned_at: float | None = None
 
     def wake(self) -> None:
         """Look for work now."""
@@ -115,7 +118,24 @@ class Dispatcher:
         if self._own_http:
             await self.http.aclose()
 
+    async def prune(self) -> int:
+        """Forget deliveries finished, and events sent, more than the retention ago; how many."""
+        before = self.clock() - timedelta(days=self.settings.outbox_retention_days)
+        total = 0
+        for _ in range(1000):  # bounded: a huge backlog is worked off over several rounds
+            async with self.sessionmaker() as db:
+                gone = await repo.prune(db, before=before, limit=PRUNE_BATCH)
+                await db.commit()
+            total += gone
+            if gone < PRUNE_BATCH:
+                break
+        return total
+
     async def _tick(self) -> int:
+        if self._pruned_at is None or time.monotonic() - self._pruned_at > PRUNE_EVERY_SECONDS:
+            self._pruned_at = time.monotonic()
+            if pruned := await self.prune():
+                log.info("webhook dispatcher: %d old deliveries and events forgotten", pruned)
         while await self._fan_out() == FAN_OUT_BATCH:
             pass
         free = self.settings.outbox_concurrency - len(self._tasks)
@@ -149,7 +169,6 @@ class Dispatcher:
                 event.fanned_out_at = now
                 if rendered is None:
                     continue
-                event.payload = json.dumps(rendered.body, separators=(",", ":"))
                 targets: list[tuple[str, int | None]] = [
                     (f"webhook:{sid}", sid)
                     for sid in await repo.subscribers(
@@ -158,6 +177,9 @@ class Dispatcher:
                 ]
                 if self.settings.ga4_enabled and rendered.ga_client_id:
                     targets.append((requests.GA4_TARGET, None))
+                if not targets:
+                    continue  # nobody listens: the visitor's details are not copied here
+                event.payload = json.dumps(rendered.body, separators=(",", ":"))
                 await repo.add_deliveries(
                     db,
                     [

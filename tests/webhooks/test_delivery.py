@@ -435,3 +435,37 @@ async def test_an_attributed_call_becomes_a_ga4_phone_call_event(
     assert "delivery" in logged
     assert "s3cr3t-Api-Value" not in logged
     assert json.dumps(params)  # the params are plain JSON values
+
+
+async def test_old_deliveries_and_events_are_forgotten_after_the_retention(
+    app: FastAPI, client: httpx.AsyncClient, clock: FakeClock, crm: Receiver
+) -> None:
+    await make_pool(client)
+    await completed_call(client, clock)  # nobody subscribed yet: an event, no delivery
+    worker = dispatcher(app, clock, outbox_retention_days=30)
+    await worker.run_once()
+    async with app.state.ct.sessionmaker() as db:
+        [unsent] = (await db.scalars(select(OutboxEvent))).all()
+    assert unsent.fanned_out_at is not None
+    assert unsent.payload is None  # the visitor's details are not copied for nobody
+
+    await subscribe(client, crm.url)
+    await completed_call(client, clock, context={"utm_source": "bing"})
+    await worker.run_once()  # delivered
+    crm.default = 500
+    await completed_call(client, clock, context={"utm_source": "yahoo"})
+    await worker.run_once()  # pending, to be retried
+    assert (await count(app, OutboxEvent), await count(app, WebhookDelivery)) == (3, 2)
+
+    clock.advance(29 * 86400)
+    assert await worker.prune() == 0
+    clock.advance(2 * 86400)
+    # The delivered one and the event nobody received go; the pending one stays, whatever
+    # its age, with its event.
+    assert await worker.prune() == 3
+    assert (await count(app, OutboxEvent), await count(app, WebhookDelivery)) == (1, 1)
+    [left] = await deliveries(client)
+    assert left["status"] == "pending"
+    crm.default = 200
+    assert await worker.run_once() == 1
+    assert crm.received[-1].json()["data"]["source"] == "yahoo"

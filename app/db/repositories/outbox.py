@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, case, func, select, update
+from sqlalchemy import Connection, case, delete, exists, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -238,3 +238,33 @@ async def finish_attempt(
     if outcome.next_attempt_at is not None:
         delivery.next_attempt_at = outcome.next_attempt_at
     return True
+
+
+FINISHED = ("delivered", "failed", "cancelled")
+
+
+async def prune(db: AsyncSession, *, before: datetime, limit: int) -> int:
+    """Forget up to `limit` deliveries finished before `before`, and events left without any."""
+    done = list(
+        await db.scalars(
+            select(WebhookDelivery.id)
+            .where(WebhookDelivery.status.in_(FINISHED), WebhookDelivery.updated_at < before)
+            .limit(limit)
+        )
+    )
+    if done:
+        await db.execute(delete(WebhookAttempt).where(WebhookAttempt.delivery_id.in_(done)))
+        await db.execute(delete(WebhookDelivery).where(WebhookDelivery.id.in_(done)))
+    orphans = list(
+        await db.scalars(
+            select(OutboxEvent.id)
+            .where(
+                OutboxEvent.fanned_out_at < before,
+                ~exists().where(WebhookDelivery.event_id == OutboxEvent.id),
+            )
+            .limit(limit)
+        )
+    )
+    if orphans:
+        await db.execute(delete(OutboxEvent).where(OutboxEvent.id.in_(orphans)))
+    return len(done) + len(orphans)
