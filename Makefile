@@ -29,8 +29,9 @@ openapi: $(STAMP)  ## regenerate openapi/openapi.json from the code
 migrate: $(STAMP)
 	$(BIN)/calltrack migrate
 
-screenshots: $(STAMP)  ## retake docs/demo.png from the demo test in Chromium
-	CALLTRACK_UPDATE_SCREENSHOTS=1 CALLTRACK_TEST_BACKENDS=sqlite $(BIN)/pytest -q tests/browser/test_demo_site.py
+screenshots: $(STAMP)  ## retake docs/demo.png and docs/dashboard.png from the browser tests
+	CALLTRACK_UPDATE_SCREENSHOTS=1 CALLTRACK_TEST_BACKENDS=sqlite $(BIN)/pytest -q \
+		tests/browser/test_demo_site.py tests/browser/test_dashboard.py
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.lease_bench

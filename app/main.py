@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
 from app import __version__, ratelimit
-from app.api import callback, demo, health, public, snippet, v1
+from app.api import callback, dashboard, demo, health, public, snippet, v1
 from app.api.webhooks import callbacks as callback_webhooks
 from app.api.webhooks import cloudonix as cloudonix_webhooks
 from app.db.session import make_engine, make_sessionmaker
@@ -156,6 +156,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = utc_now) -> F
     app.include_router(cloudonix_webhooks.router)
     app.include_router(callback_webhooks.router)
     app.include_router(snippet.router)
+    app.include_router(dashboard.router)
     if emulator is not None:
         app.include_router(demo.router)
         admin = settings.admin_token.get_secret_value() if settings.admin_token else None
