@@ -188,7 +188,7 @@ def horizontal_bars(
         y = 6 + i * row_height
         out.append(
             f'<text class="label" x="{label_width - 10}" y="{y + 18}" text-anchor="end" '
-            f'fill="{INK}"><title>{_e(row.label)}</title>{_e(_clip(row.label, 19))}</text>'
+            f'fill="{INK}"><title>{_e(row.label)}</title>{_e(_clip(row.label, 16))}</text>'
         )
         length = 0.0
         if row.value is not None and longest > 0:
