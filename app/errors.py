@@ -104,6 +104,14 @@ class Conflict(AppError):
     title = "Conflict"
 
 
+class Unavailable(AppError):
+    """Something the request needs (a platform, a setting) is not available now."""
+
+    status = 503
+    slug = "unavailable"
+    title = "Service unavailable"
+
+
 class RateLimited(AppError):
     """Too many requests from one client."""
 

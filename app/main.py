@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
 from app import __version__, ratelimit
-from app.api import callback, dashboard, demo, health, public, snippet, v1
+from app.api import callback, dashboard, demo, health, public, snippet, v1, web_to_call
 from app.api.webhooks import callbacks as callback_webhooks
 from app.api.webhooks import cloudonix as cloudonix_webhooks
 from app.db.session import make_engine, make_sessionmaker
@@ -27,6 +27,7 @@ from app.services.callback_worker import build_worker
 from app.services.desk import CallDesk
 from app.services.dispatcher import Dispatcher
 from app.services.pools import PoolCache
+from app.services.web_to_call import WebCallKeeper
 from app.settings import Settings, get_settings
 from app.state import AppState, Clock, utc_now
 
@@ -114,6 +115,10 @@ def create_app(settings: Settings | None = None, *, clock: Clock = utc_now) -> F
                 worker = asyncio.create_task(
                     state.callback_worker.run(stop), name="calltrack-callback-worker"
                 )
+        state.web_call_keeper = keeper = WebCallKeeper(
+            sessionmaker=sessionmaker, provider=voice, clock=clock
+        )
+        keeping = asyncio.create_task(keeper.run(stop), name="calltrack-web-call-keeper")
         dispatching = None
         if settings.outbox_worker:
             state.dispatcher = Dispatcher(sessionmaker=sessionmaker, settings=settings, clock=clock)
@@ -127,6 +132,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock = utc_now) -> F
             if dispatching is not None:
                 with contextlib.suppress(asyncio.CancelledError):
                     await dispatching
+            with contextlib.suppress(asyncio.CancelledError):
+                await keeping
             with contextlib.suppress(asyncio.CancelledError):
                 await upkeep
             if worker is not None:
@@ -151,6 +158,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = utc_now) -> F
     install_error_handlers(app)
     app.include_router(public.router)
     app.include_router(callback.router)
+    app.include_router(web_to_call.router)
     app.include_router(v1.router)
     app.include_router(health.router)
     app.include_router(cloudonix_webhooks.router)

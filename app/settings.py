@@ -96,6 +96,11 @@ class Settings(BaseSettings):
     google_ads_conversion_value: Decimal = Field(default=Decimal(0), ge=0, max_digits=18)
     google_ads_currency: str = Field(default="USD", pattern=r"^[A-Za-z]{3}$")
 
+    # Web-To-Call: browser calls through short-lived platform subscribers.
+    web_to_call_ttl_seconds: int = Field(default=600, ge=60, le=86400)
+    web_to_call_session_limit: int = Field(default=5, ge=1, le=100)
+    cloudonix_websocket_url: str | None = Field(default=None, pattern=r"^wss?://")
+
     # Outbound webhooks and GA4 events, delivered from the outbox (services/dispatcher.py).
     outbox_worker: bool = True
     outbox_poll_seconds: float = Field(default=1.0, gt=0)
@@ -198,6 +203,14 @@ class Settings(BaseSettings):
         if not self.ga4_endpoint.startswith(("https://", "http://")):
             raise ValueError("CALLTRACK_GA4_ENDPOINT must be an http(s) URL")
         return self
+
+    @property
+    def sip_websocket_url(self) -> str | None:
+        """Where browsers register for Web-To-Call: Cloudonix's WSS, or the emulator's."""
+        if self.voice_provider == "cloudonix":
+            return self.cloudonix_websocket_url
+        base = self.service_url
+        return "ws" + base.removeprefix("http") + "/emulator/sip"
 
     @property
     def ga4_enabled(self) -> bool:

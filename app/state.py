@@ -15,6 +15,7 @@ from app.services.callback_worker import CallbackWorker
 from app.services.desk import CallDesk
 from app.services.dispatcher import Dispatcher
 from app.services.pools import PoolCache
+from app.services.web_to_call import WebCallKeeper
 from app.settings import Settings
 
 __all__ = ["AppState", "Clock", "utc_now"]
@@ -38,3 +39,4 @@ class AppState:
     callback_limiter: RateLimiter
     callback_worker: CallbackWorker | None = None
     dispatcher: Dispatcher | None = None
+    web_call_keeper: WebCallKeeper | None = None

@@ -428,3 +428,28 @@ class WebhookAttempt(Base):
     duration_ms: Mapped[int] = mapped_column(Integer)
     status_code: Mapped[int | None] = mapped_column(Integer)
     error: Mapped[str | None] = mapped_column(String(255))
+
+
+class WebCredential(Base):
+    """A short-lived platform subscriber made for one visit's browser call (Web-To-Call).
+
+    The subscriber's identity ties its calls to the visit exactly; its password is handed
+    to the page once and never stored here.
+    """
+
+    __tablename__ = "web_credential"
+    __table_args__ = (
+        Index("ix_web_credential_session_created", "session_id", "created_at"),
+        Index("ix_web_credential_live", "deleted_at", "expires_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    msisdn: Mapped[str] = mapped_column(String(64), unique=True)
+    session_id: Mapped[str] = mapped_column(ForeignKey("visitor_session.id"))
+    pool_id: Mapped[int] = mapped_column(ForeignKey("pool.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # The platform call made with it, once the call reaches our webhook.
+    call_id: Mapped[str | None] = mapped_column(String(64))
+    # When the subscriber was deleted on the platform.
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -14,6 +14,7 @@ from app.emulator.config import EmulatorConfig
 from app.emulator.control import ControlApi
 from app.emulator.pacing import SlidingWindow
 from app.emulator.rest import RestApi
+from app.emulator.subscribers import SubscriberApi, Subscribers
 
 
 class Emulator:
@@ -23,8 +24,10 @@ class Emulator:
         self.config = config
         self.calls = CallManager(config)
         self.limiter = SlidingWindow(config.rate_requests, config.rate_period)
+        self.subscribers = Subscribers()
         routes: list[BaseRoute] = [
             *RestApi(self.calls, self.limiter).routes(),
+            *SubscriberApi(config, self.subscribers).routes(),
             *ControlApi(self.calls).routes(),
         ]
         prefix = prefix.rstrip("/")

@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field
 
 from app.schemas.sessions import SessionContext
 
-AttributionMethod = Literal["dni", "caller_id", "source", "callback", "unattributed"]
+AttributionMethod = Literal["dni", "caller_id", "source", "callback", "web_to_call", "unattributed"]
 
 
 class CallOut(BaseModel):

@@ -20,6 +20,7 @@ class Method(StrEnum):
     DNI = "dni"
     CALLER_ID = "caller_id"
     SOURCE = "source"
+    WEB_TO_CALL = "web_to_call"
     UNATTRIBUTED = "unattributed"
 
 
@@ -52,9 +53,20 @@ def _from_session(
 
 
 async def attribute(
-    db: AsyncSession, *, route: NumberRoute | None, caller: str | None, started_at: datetime
+    db: AsyncSession,
+    *,
+    route: NumberRoute | None,
+    caller: str | None,
+    started_at: datetime,
+    web_session: str | None = None,
 ) -> Attribution:
-    """Attribute a call on `route`'s number from `caller` that started at `started_at`."""
+    """Attribute a call on `route`'s number from `caller` that started at `started_at`.
+
+    A browser call (`web_session`) belongs to its visit exactly: no pool, no match window.
+    """
+    if web_session is not None:
+        visit = await db.get(VisitorSession, web_session)
+        return _from_session(Method.WEB_TO_CALL, web_session, visit)
     if route is not None:
         found = await calls.lease_at(db, number_id=route.number_id, at=started_at)
         if found is not None and started_at < found.ends_at + timedelta(

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models import Call
-from app.db.repositories import calls
+from app.db.repositories import calls, web_calls
 from app.db.repositories.calls import NumberRoute
 from app.providers.voice.base import CallState
 from app.services import outbox
@@ -23,7 +23,9 @@ from app.services.phone import InvalidPhone, to_e164
 _RANK = {CallState.QUEUED: 0, CallState.RINGING: 1, CallState.ANSWERED: 2}
 # Directions whose first event may create a call; calls we place ourselves (callbacks)
 # exist before the platform reports on them.
-CREATES_CALLS = {"inbound"}
+CREATES_CALLS = {"inbound", "subscriber"}
+# A browser (Web-To-Call) call: the platform's `From` is the subscriber we made for a visit.
+SUBSCRIBER = "subscriber"
 
 
 def _rank(state: str) -> int:
@@ -125,7 +127,18 @@ async def record(
     A new call is the common case, so it is attributed and inserted straight away; a
     repeated delivery finds the insert refused by the unique call id and keeps the first.
     """
-    found = await attribute(db, route=route, caller=caller, started_at=started_at)
+    web = (
+        await web_calls.caller_of(db, from_number)
+        if direction == SUBSCRIBER and from_number
+        else None
+    )
+    found = await attribute(
+        db,
+        route=route,
+        caller=caller,
+        started_at=started_at,
+        web_session=web.session_id if web else None,
+    )
     first_time = (
         None
         if caller is None
@@ -141,7 +154,7 @@ async def record(
             "to_number": to_number or "",
             "caller_name": caller_name[:100] if caller_name else None,
             "number_id": route.number_id if route else None,
-            "pool_id": route.pool_id if route else None,
+            "pool_id": web.pool_id if web else route.pool_id if route else None,
             "session_id": found.session_id,
             "lease_id": found.lease_id,
             "attribution": found.method.value,
@@ -157,6 +170,8 @@ async def record(
         },
     )
     if created:
+        if web is not None:
+            await web_calls.set_call(db, web.credential_id, call_id)
         return Recorded(attribution=found.method.value, created=True)
     stored = await calls.attribution_of(db, provider=provider, call_id=call_id)
     assert stored is not None  # the insert was refused because this row exists

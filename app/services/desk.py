@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.clock import Clock
 from app.db.models import Call
 from app.db.repositories import calls as calls_repo
+from app.db.repositories import web_calls as web_calls_repo
 from app.db.session import READ_ONLY
 from app.metrics import Metrics
 from app.services import calls
@@ -170,10 +171,21 @@ class CallDesk:
         if created:
             self._metrics.calls.labels(attribution=attribution).inc()
 
+    async def _web_decision(self, db: AsyncSession, call: InboundCall) -> Decision:
+        web = await web_calls_repo.caller_of(db, call.from_number) if call.from_number else None
+        if web is None:
+            # Not one of our visitors' subscribers: nobody to credit, nowhere to send it.
+            return Announce(message=self._settings.unknown_number_message)
+        # The pool's fallback number shows at the business: a browser has no number.
+        return Forward(
+            destination=web.destination, caller_id=web.caller_id, record=web.record_calls
+        )
+
     async def _record_inbound(self, db: AsyncSession, call: InboundCall) -> Decision:
-        route = await self._route(db, call.to_number, "inbound")
+        web = call.direction == calls.SUBSCRIBER
+        route = None if web else await self._route(db, call.to_number, "inbound")
         caller = calls.caller_e164(call.from_number, self._region())
-        decision = self._decide(route, caller)
+        decision = await self._web_decision(db, call) if web else self._decide(route, caller)
         stored = await calls.record(
             db,
             provider=self.provider,

@@ -14,7 +14,7 @@ import pytest
 from fastapi import FastAPI
 
 from app.main import create_app
-from app.providers.voice.base import CallInfo, CallNotFound, CallState, Originate
+from app.providers.voice.base import CallInfo, CallNotFound, CallState, Originate, Subscriber
 from app.services.callback_worker import CallbackWorker
 from app.state import AppState
 from tests.callbacks.helpers import AGENTS, CUSTOMER, ask, callback_pool, ops
@@ -50,6 +50,12 @@ class FakeVoice:
 
     async def hangup(self, call_id: str, *, reason: str | None = None) -> None:
         self.hung_up.append(call_id)
+
+    async def create_subscriber(self, subscriber: Subscriber) -> None:
+        raise AssertionError("callbacks never create subscribers")
+
+    async def delete_subscriber(self, msisdn: str) -> None:
+        raise AssertionError("callbacks never delete subscribers")
 
     async def aclose(self) -> None:
         """Nothing held."""

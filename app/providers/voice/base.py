@@ -91,6 +91,15 @@ class CallInfo:
     extra: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Subscriber:
+    """A SIP identity on the platform's domain: what a browser registers as for Web-To-Call."""
+
+    msisdn: str
+    sip_password: str = field(repr=False)
+    profile: dict[str, str] = field(default_factory=dict)
+
+
 class VoiceProvider(Protocol):
     """Call control on a voice platform."""
 
@@ -106,6 +115,14 @@ class VoiceProvider(Protocol):
 
     async def hangup(self, call_id: str, *, reason: str | None = None) -> None:
         """End the call; ending a call that already ended is not an error."""
+        ...
+
+    async def create_subscriber(self, subscriber: Subscriber) -> None:
+        """Create a SIP subscriber that can register and call."""
+        ...
+
+    async def delete_subscriber(self, msisdn: str) -> None:
+        """Delete a subscriber; one already gone is not an error."""
         ...
 
     async def aclose(self) -> None:

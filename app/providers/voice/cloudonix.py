@@ -43,6 +43,7 @@ from app.providers.voice.base import (
     ProviderOutcomeUnknown,
     ProviderRejected,
     ProviderRetryable,
+    Subscriber,
 )
 from app.providers.voice.pacing import Pacer
 from app.settings import Settings
@@ -51,6 +52,8 @@ logger = logging.getLogger("calltrack.voice")
 
 ORIGINATE_PATH = "/calls/{domain}/application"
 SESSION_PATH = "/calls/{domain}/sessions/{token}"
+SUBSCRIBERS_PATH = "/customers/self/domains/{domain}/subscribers"
+SUBSCRIBER_PATH = "/customers/self/domains/{domain}/subscribers/{token}"
 
 # Cloudonix session statuses that settle the call's fate on their own.
 _FINAL_STATUSES: Mapping[str, CallState] = {
@@ -181,6 +184,24 @@ class CloudonixProvider:
             await self._request(
                 "DELETE", SESSION_PATH, token=call_id, params=params, idempotent=True
             )
+        except CallNotFound:
+            return
+
+    async def create_subscriber(self, subscriber: Subscriber) -> None:
+        """Create a domain subscriber (msisdn and SIP password) that can register over WSS."""
+        body: dict[str, Any] = {
+            "msisdn": subscriber.msisdn,
+            "sip-password": subscriber.sip_password,
+            "profile": dict(subscriber.profile),
+        }
+        # Not idempotent for the retry policy: a create that may have happened is not
+        # repeated blindly (a second one would be refused as a duplicate anyway).
+        await self._request("POST", SUBSCRIBERS_PATH, json_body=body, idempotent=False)
+
+    async def delete_subscriber(self, msisdn: str) -> None:
+        """Delete a subscriber by msisdn; one already gone is not an error."""
+        try:
+            await self._request("DELETE", SUBSCRIBER_PATH, token=msisdn, idempotent=True)
         except CallNotFound:
             return
 
@@ -315,7 +336,7 @@ class CloudonixProvider:
                 f"on domain {self._domain!r}; placing calls needs a domain-admin key",
                 status=status,
             )
-        if status in (404, 410) and template == SESSION_PATH:
+        if status in (404, 410) and template in (SESSION_PATH, SUBSCRIBER_PATH):
             raise CallNotFound(f"Cloudonix has no such session (HTTP {status})", status=status)
         detail = self._platform_message(response)
         suffix = f": {detail}" if detail else ""
