@@ -25,7 +25,7 @@ def _unique(events: list[EventType]) -> list[EventType]:
 
 Events = Annotated[list[EventType], Field(min_length=1, max_length=3), AfterValidator(_unique)]
 Url = Annotated[str, Field(min_length=8, max_length=2048, examples=["https://crm.example/hooks"])]
-Description = Annotated[str, Field(max_length=255)]
+Description = Annotated[str, Field(max_length=255, pattern=r"^[^\x00-\x1f\x7f]*$")]
 
 
 class WebhookCreate(BaseModel):

@@ -52,8 +52,9 @@ def retry_after_seconds(value: str | None, now: datetime) -> float | None:
     """A Retry-After header in seconds, whether given as seconds or as an HTTP date."""
     if not value:
         return None
-    if value.strip().isdigit():
-        return float(value.strip())
+    text = value.strip()
+    if text.isascii() and text.isdigit():
+        return float(text)
     try:
         return max(0.0, (parsedate_to_datetime(value) - now).total_seconds())
     except (TypeError, ValueError):
@@ -238,7 +239,7 @@ class Dispatcher:
             ) as response:
                 wait = retry_after_seconds(response.headers.get("retry-after"), now)
                 return response.status_code, None, wait
-        except httpx.HTTPError as exc:
+        except Exception as exc:  # any failure is this attempt's outcome, never the loop's
             text = f"{type(exc).__name__}: {exc}"
             # An error's text may quote the request URL, and GA4's carries the API secret.
             for secret in out.secret_params.values():

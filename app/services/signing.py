@@ -36,15 +36,17 @@ def verify(
 ) -> bool:
     """Whether a signature header is valid for `body` and recent; as a receiver checks it."""
     parts = dict(item.partition("=")[::2] for item in value.split(",") if "=" in item)
-    try:
-        timestamp = int(parts.get("t", ""))
-    except ValueError:
+    stamp = parts.get("t", "")
+    if not (stamp.isascii() and stamp.isdigit() and len(stamp) <= 12):
         return False
+    timestamp = int(stamp)
     if abs(now - timestamp) > tolerance:
         return False
     expected = digest(secret, timestamp, body)
+    # As bytes: compare_digest refuses str with non-ASCII characters, and a header is the
+    # sender's to fill.
     return any(
-        hmac.compare_digest(expected, candidate)
+        hmac.compare_digest(expected.encode(), candidate.encode())
         for key, candidate in (item.partition("=")[::2] for item in value.split(","))
         if key == "v1"
     )

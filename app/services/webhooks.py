@@ -22,8 +22,15 @@ MAX_ID = 2**62
 
 def check_url(url: str, *, allow_http: bool) -> str:
     """The URL when deliveries may go there: https, or http to this machine (or when allowed)."""
-    parts = urlsplit(url.strip())
-    host = parts.hostname or ""
+    url = url.strip()
+    if any(ord(ch) < 33 or ord(ch) == 127 for ch in url):
+        raise InvalidInput("url: must not contain spaces or control characters", field="url")
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        parts.port  # noqa: B018 - parsing the port is the check: it raises when malformed
+    except ValueError as exc:
+        raise InvalidInput(f"url: not a valid URL ({exc})", field="url") from exc
     if parts.scheme not in ("https", "http") or not host:
         raise InvalidInput("url: must be an absolute http(s) URL", field="url")
     if parts.username is not None or parts.password is not None:
@@ -37,7 +44,7 @@ def check_url(url: str, *, allow_http: bool) -> str:
             "url: must use https (set CALLTRACK_WEBHOOKS_ALLOW_HTTP=true to allow http)",
             field="url",
         )
-    return url.strip()
+    return url
 
 
 def _loopback(host: str) -> bool:
@@ -187,7 +194,7 @@ def delivery_fields(delivery: WebhookDelivery, event_id: str, event_type: str) -
 def _cursor_id(cursor: str | None) -> int | None:
     if cursor is None:
         return None
-    if not cursor.isdigit() or not 0 < int(cursor) <= MAX_ID:
+    if not (cursor.isascii() and cursor.isdigit()) or not 0 < int(cursor) <= MAX_ID:
         raise InvalidInput("cursor: not a cursor this API gave out", field="query.cursor")
     return int(cursor)
 

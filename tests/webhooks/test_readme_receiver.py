@@ -37,3 +37,12 @@ def test_the_readme_receiver_checks_signatures_as_the_service_makes_them() -> No
     assert not valid(secret, "", body)
     # A rotation period: two signatures, one of them good.
     assert valid(secret, f"t={now},v1={'0' * 64},v1={signing.digest(secret, now, body)}", body)
+
+
+def test_the_readme_receiver_refuses_hostile_headers_without_raising() -> None:
+    valid = readme_valid()
+    secret = signing.new_secret()
+    body = b"{}"
+    now = int(time.time())
+    for header in (f"t={now},v1=é", "t=²,v1=00", f"t={now},v1", "v1=,t=", "t=" + "9" * 5000):
+        assert not valid(secret, header, body)
