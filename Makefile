@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint openapi migrate bench screenshots clean
+.PHONY: run test lint openapi migrate bench screenshots webcall-assets clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,9 @@ migrate: $(STAMP)
 screenshots: $(STAMP)  ## retake docs/demo.png and docs/dashboard.png from the browser tests
 	CALLTRACK_UPDATE_SCREENSHOTS=1 CALLTRACK_TEST_BACKENDS=sqlite $(BIN)/pytest -q \
 		tests/browser/test_demo_site.py tests/browser/test_dashboard.py
+
+webcall-assets:  ## rebuild app/static/vendor/jssip.min.js from package-lock.json (needs node and npm)
+	scripts/build-webcall
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.lease_bench
