@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
-from starlette.routing import BaseRoute, Mount
+from starlette.routing import BaseRoute, Mount, WebSocketRoute
 from starlette.types import Receive, Scope, Send
 
 from app.emulator.calls import CallManager
@@ -14,13 +14,20 @@ from app.emulator.config import EmulatorConfig
 from app.emulator.control import ControlApi
 from app.emulator.pacing import SlidingWindow
 from app.emulator.rest import RestApi
+from app.emulator.sip_gateway import SipGateway
 from app.emulator.subscribers import SubscriberApi, Subscribers
 
 
 class Emulator:
     """A Cloudonix stand-in: REST API, control endpoints, and the calls it plays."""
 
-    def __init__(self, config: EmulatorConfig, *, prefix: str = "/emulator") -> None:
+    def __init__(
+        self,
+        config: EmulatorConfig,
+        *,
+        prefix: str = "/emulator",
+        sip: Callable[[Emulator], SipGateway] | None = None,
+    ) -> None:
         self.config = config
         self.calls = CallManager(config)
         self.limiter = SlidingWindow(config.rate_requests, config.rate_period)
@@ -30,6 +37,10 @@ class Emulator:
             *SubscriberApi(config, self.subscribers).routes(),
             *ControlApi(self.calls).routes(),
         ]
+        # Built from the emulator (its subscribers are the directory), mounted at /sip.
+        self.sip = sip(self) if sip is not None else None
+        if self.sip is not None:
+            routes.append(WebSocketRoute("/sip", self.sip))
         prefix = prefix.rstrip("/")
         # A plain Starlette app: nothing here belongs in the service's OpenAPI schema.
         self.app = Starlette(
@@ -49,9 +60,16 @@ class Emulator:
 
     async def aclose(self) -> None:
         """Cancel running calls and close the HTTP client."""
+        if self.sip is not None:
+            await self.sip.aclose()
         await self.calls.aclose()
 
 
-def create_emulator(config: EmulatorConfig, *, prefix: str = "/emulator") -> Emulator:
+def create_emulator(
+    config: EmulatorConfig,
+    *,
+    prefix: str = "/emulator",
+    sip: Callable[[Emulator], SipGateway] | None = None,
+) -> Emulator:
     """Build the emulator; mount with prefix='' or serve standalone with the default."""
-    return Emulator(config, prefix=prefix)
+    return Emulator(config, prefix=prefix, sip=sip)
