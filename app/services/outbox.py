@@ -58,7 +58,7 @@ def record_with(obj: object, kind: str, subject: str, *, now: datetime) -> None:
     """
     session = object_session(obj)
     if session is None:
-        raise RuntimeError("record_with needs an object that belongs to a session")
+        return  # a detached object's change is not stored either: nothing happened
     session.info.setdefault(_PENDING, []).append(_row(kind, subject, now, None))
 
 
