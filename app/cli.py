@@ -67,6 +67,7 @@ def _emulator(args: argparse.Namespace) -> int:
     import uvicorn
 
     from app.emulator import EmulatorConfig, create_emulator
+    from app.emulator.webcalls import sip_gateway
 
     settings = get_settings()
     logs.configure(settings.log_level)
@@ -91,6 +92,7 @@ def _emulator(args: argparse.Namespace) -> int:
             speed=settings.emulator_speed,
         ),
         prefix="/emulator",
+        sip=sip_gateway,
     )
     uvicorn.run(emulator, host=args.host, port=args.port, log_config=None, server_header=False)
     return 0

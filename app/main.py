@@ -18,6 +18,7 @@ from app.api.webhooks import callbacks as callback_webhooks
 from app.api.webhooks import cloudonix as cloudonix_webhooks
 from app.db.session import make_engine, make_sessionmaker
 from app.emulator import EmulatorConfig, create_emulator
+from app.emulator.webcalls import sip_gateway
 from app.errors import install_error_handlers
 from app.metrics import Metrics
 from app.middleware import AccessMiddleware, ApiCors, EmulatorGuard
@@ -75,6 +76,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = utc_now) -> F
                 service_url=settings.service_url,
             ),
             prefix="",
+            sip=sip_gateway,
         )
 
     @asynccontextmanager

@@ -93,18 +93,23 @@ def local_or_admin(scope: Scope, admin_token: bytes | None) -> bool:
     )
 
 
+# Served by app/api/snippet.py with `Access-Control-Allow-Origin: *` of their own.
+_PUBLIC_SCRIPTS = frozenset({"/dni.js", "/webcall.js", "/webcall.css", "/webcall/jssip.min.js"})
+
+
 class ApiCors(CORSMiddleware):
     """CORS for the API, from the configured origins only.
 
-    `/dni.js` is left out: it is public, loaded by every site, and cached for long by
-    browsers and CDNs. Its own `Access-Control-Allow-Origin: *` is one answer for all; the
-    middleware would rewrite it per origin, and a CDN that ignores `Vary: Origin` would
-    then hand one site's header to the next.
+    `/dni.js` and the call widget it loads (`/webcall.js`, `/webcall.css`,
+    `/webcall/jssip.min.js`) are left out: they are public, loaded by every site, and cached
+    for long by browsers and CDNs. Their own `Access-Control-Allow-Origin: *` is one answer
+    for all; the middleware would rewrite it per origin, and a CDN that ignores
+    `Vary: Origin` would then hand one site's header to the next.
     """
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Pass the snippet through untouched; everything else gets CORS."""
-        if scope["type"] == "http" and scope["path"] == "/dni.js":
+        if scope["type"] == "http" and scope["path"] in _PUBLIC_SCRIPTS:
             await self.app(scope, receive, send)
             return
         await super().__call__(scope, receive, send)
@@ -118,7 +123,9 @@ class EmulatorGuard:
     should be able to fake. The emulated REST API checks its own bearer key.
     """
 
-    _OPEN = ("/calls/", "/recordings/")
+    # The emulated REST API (calls, recordings, subscribers) checks its own key; the SIP
+    # socket checks each subscriber's digest.
+    _OPEN = ("/calls/", "/recordings/", "/customers/")
 
     def __init__(self, app: ASGIApp, *, admin_token: str | None) -> None:
         self.app = app

@@ -54,7 +54,7 @@ class CallManager:
 
     def _new_call(
         self,
-        direction: Literal["inbound", "outbound-api"],
+        direction: Literal["inbound", "outbound-api", "subscriber"],
         from_: str,
         to: str,
         service_url: str,
@@ -85,6 +85,25 @@ class CallManager:
         call.source = request.source
         call.script = request.script
         self._spawn(self._run(call, lambda player: player.run_inbound(), request.hangup_after))
+        return call
+
+    def start_subscriber(
+        self,
+        *,
+        username: str,
+        dialled: str,
+        sip_headers: dict[str, str],
+        on_answer: Callable[[], Awaitable[None]],
+        service_url: str,
+    ) -> Call:
+        """A subscriber (a browser over SIP) calls: ask the voice application, like inbound."""
+        call = self._new_call(
+            "subscriber", username, dialled, service_url, service_url.rstrip("/") + "/emulator"
+        )
+        call.source = "subscriber"
+        call.sip_headers = dict(sip_headers)
+        call.on_answer = on_answer
+        self._spawn(self._run(call, lambda player: player.run_inbound(), None))
         return call
 
     def start_outbound(

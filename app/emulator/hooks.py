@@ -61,6 +61,9 @@ class ServiceClient:
     def voice_fields(self, call: Call) -> Json:
         """The voice application request's body."""
         profile: Json = {}
+        if call.direction == "subscriber":
+            # What Cloudonix reports of a subscriber's INVITE: its custom headers.
+            profile["subscriber-sip-headers"] = dict(call.sip_headers)
         if call.direction == "inbound":
             profile["trunk-sip-headers"] = {
                 "From": f"<sip:{call.from_}@trunk.emulator>",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -131,7 +132,7 @@ class Call:
     """One emulated call, inbound or outbound-api; offsets are virtual seconds from start."""
 
     token: str
-    direction: Literal["inbound", "outbound-api"]
+    direction: Literal["inbound", "outbound-api", "subscriber"]
     from_: str
     to: str
     domain: str
@@ -170,6 +171,11 @@ class Call:
     hung_up: asyncio.Event = field(default_factory=asyncio.Event)
     ended: asyncio.Event = field(default_factory=asyncio.Event)
     player: asyncio.Task[None] | None = None
+    # A subscriber (Web-To-Call) call: its INVITE's X- headers, what answering its leg
+    # does (the SIP 200 with the media answer), and the media counts once it ends.
+    sip_headers: dict[str, str] = field(default_factory=dict)
+    on_answer: Callable[[], Awaitable[None]] | None = None
+    media: dict[str, int] | None = None
 
     @property
     def call_id(self) -> str:
@@ -236,4 +242,5 @@ class Call:
             "session_updates_sent": self.session_updates_sent,
             "cdr_sent": self.cdr_sent,
             "errors": list(self.errors),
+            "media": dict(self.media) if self.media is not None else None,
         }

@@ -60,6 +60,8 @@ class Player:
         """Answer the caller's leg (once): it is billed from here."""
         if self.call.answered:
             return
+        if self.call.on_answer is not None:
+            await self.call.on_answer()
         self.call.answer_offset = self.call.offset
         self.call.status = "answer"
         await self.update("answer")

@@ -4,7 +4,8 @@
  *   data-numbers="+12125550100"></script>
  * data-endpoint (default: where this file came from), data-pool, data-numbers (comma
  * separated, E.164), data-consent="required", data-heartbeat (seconds, default 60),
- * data-timeout (seconds, default 5). */
+ * data-timeout (seconds, default 5). Calls from the browser: CallTrack.call(), callState(),
+ * hangup(), the calltrack:call event, and a button in any [data-calltrack-webcall]. */
 (function (w, d) {
   "use strict";
   var queued = w.CallTrack;
@@ -226,7 +227,7 @@
       w.history[name] = function () {
         var result = original.apply(this, arguments);
         // One rescan for a burst of calls (some sites replaceState on every scroll).
-        if (!rescan) rescan = setTimeout(function () { rescan = null; scan(d.body); }, 50);
+        if (!rescan) rescan = setTimeout(function () { rescan = null; scan(d.body); mountCall(); }, 50);
         return result;
       };
     });
@@ -351,6 +352,43 @@
     else schedule(nextDelay());
   });
 
+  // --- calls from the browser: webcall.js makes them, loaded on first use -----------------
+  var call = { state: "idle" }, widget, loading, css;
+  var BUSY = /^(connecting|ringing|connected)$/;
+  function each(selector, fn) { [].forEach.call(d.querySelectorAll(selector), fn); }
+  function add(parent, tag, name) {
+    var el = parent.appendChild(d.createElement(tag));
+    el.className = "ct-webcall-" + name;
+    return el;
+  }
+  // Once per state change: the buttons follow it, and the page hears of it.
+  function callSet(state, info) {
+    if (state === call.state) return;
+    call = info || {};
+    call.state = state;
+    each(".ct-webcall-call", function (b) { b.disabled = BUSY.test(state); });
+    each(".ct-webcall-status", function (s) { s.textContent = call.message || ""; });
+    d.dispatchEvent(new CustomEvent("calltrack:call", { detail: call }));
+  }
+  // A button and a status line in each element marked data-calltrack-webcall.
+  function mountCall() {
+    each("[data-calltrack-webcall]", function (place) {
+      if (!endpoint || place.querySelector(".ct-webcall-call")) return;
+      if (!css) {
+        css = add(d.head, "link", "css");
+        css.rel = "stylesheet";
+        css.href = endpoint + "/webcall.css";
+      }
+      place.classList.add("ct-webcall");
+      var b = add(place, "button", "call");
+      b.type = "button";
+      b.textContent = "Call from your browser";
+      b.disabled = BUSY.test(call.state);
+      b.onclick = function () { api.call(); };
+      add(place, "p", "status").setAttribute("role", "status");
+    });
+  }
+
   var api = {
     version: VERSION,
     /** The tracking number shown, in E.164, or null while the page shows its own. */
@@ -378,6 +416,32 @@
     },
     /** Swap numbers in content the observer cannot see (a shadow root, an iframe). */
     scan: function (root) { scan(root || d.body); },
+    // A call from the browser (WebRTC); webcall.js takes over once loaded.
+    call: function () {
+      if (widget) return widget.call();
+      if (BUSY.test(call.state) || !endpoint) return;
+      mountCall();
+      callSet("connecting", { message: "Connecting\u2026" });
+      if (loading) return;
+      loading = add(d.head, "script", "js");
+      loading.onerror = function () {
+        loading = null;
+        callSet("failed", { message: "The call could not start: its script did not load." });
+      };
+      loading.src = endpoint + "/webcall.js";
+    },
+    // idle, connecting, ringing, connected, ended or failed
+    callState: function () { return call.state; },
+    hangup: function () {
+      if (widget) widget.hangup();
+      else if (BUSY.test(call.state)) callSet("ended", { message: "Call ended." });
+    },
+    // webcall.js hands itself over, once, and gets what it needs of this script.
+    _webcall: function (made) {
+      if (widget) return null;
+      widget = made;
+      return { endpoint: endpoint, pool: pool, session: api.sessionId, set: callSet, mount: mountCall };
+    },
     /** The pre-load queue's push keeps working once the script is in. */
     push: function (call) {
       if (call && typeof api[call[0]] === "function" && call[0] !== "push") {
@@ -389,7 +453,8 @@
 
   observe();
   // A tag in <head> without async runs before <body> exists.
-  d.addEventListener("DOMContentLoaded", function () { scan(d.body); });
+  d.addEventListener("DOMContentLoaded", function () { scan(d.body); mountCall(); });
+  if (d.readyState !== "loading") mountCall();
   if (consented) start();
   // Calls queued before the script loaded: (window.CallTrack = window.CallTrack || []).push(["consent", true])
   if (queued && queued.length) {
