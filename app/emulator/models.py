@@ -243,4 +243,5 @@ class Call:
             "cdr_sent": self.cdr_sent,
             "errors": list(self.errors),
             "media": dict(self.media) if self.media is not None else None,
+            "sip_headers": dict(self.sip_headers),
         }

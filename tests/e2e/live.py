@@ -33,13 +33,15 @@ async def live_service(
     database_url: str, clock: Clock, **overrides: Any
 ) -> AsyncIterator[tuple[str, FastAPI]]:
     """Serve the app (emulator mounted) with uvicorn; its base URL and the app."""
+    # WebSockets only where a test asks (ws="websockets-sansio": the emulator's SIP socket).
+    ws = str(overrides.pop("ws", "none"))
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     base = f"http://127.0.0.1:{sock.getsockname()[1]}"
     values: dict[str, Any] = {"emulator_url": f"{base}/emulator", "emulator_speed": 100.0}
     values.update(overrides)
     app = create_app(make_settings(database_url, **values), clock=clock)
-    config = uvicorn.Config(app, lifespan="on", log_config=None, ws="none", http="h11")
+    config = uvicorn.Config(app, lifespan="on", log_config=None, ws=ws, http="h11")
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
