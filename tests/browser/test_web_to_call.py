@@ -1,7 +1,12 @@
 """Web-To-Call end to end in real Chromium: the demo's widget registers with the emulator
 over SIP/WebSocket, calls, exchanges audio with its aiortc peer, and the call is credited
-to the visit exactly. Media stays on 127.0.0.1: the emulator answers with loopback
-candidates only, and Chromium is told to offer loopback and no mDNS names."""
+to the visit exactly.
+
+Where the machine allows it, these tests run inside a network namespace of their own with
+only `lo` up (test_web_to_call_netns.py starts them there), so that Chromium sees no other
+interface and nothing can leave the machine; elsewhere they run as they are, and media
+still stays on 127.0.0.1: the emulator answers with loopback candidates only.
+"""
 
 from __future__ import annotations
 
@@ -16,9 +21,15 @@ from fastapi import FastAPI
 from playwright.async_api import Browser, Page, Response, async_playwright
 
 from app.state import utc_now
+from tests.browser import netns
 from tests.browser.harness import CHROMIUM, WAIT_MS
 from tests.e2e.live import BOUND, live_service
 from tests.support import ADMIN, DOMAIN
+
+pytestmark = pytest.mark.skipif(
+    netns.available() and not netns.inside(),
+    reason="run inside their own network namespace by test_web_to_call_netns.py",
+)
 
 BUSINESS = "+12125550100"  # the demo pool's destination
 KEY = "XI" + "5" * 32  # the emulated Cloudonix's API key
