@@ -53,6 +53,19 @@ class VoiceRequest(BaseModel):
         """The platform's id of the call (its session token)."""
         return self.call_sid or self.session or ""
 
+    @property
+    def claimed_visit(self) -> str | None:
+        """The visit a browser call says it is from: its X-Calltrack-Session header, if
+        the platform passed it on, else what it dialled (`web-<session id>`)."""
+        profile = (self.session_data or {}).get("profile")
+        headers = profile.get("subscriber-sip-headers") if isinstance(profile, dict) else None
+        if isinstance(headers, dict):
+            for name, value in headers.items():
+                if str(name).lower() == "x-calltrack-session" and isinstance(value, str):
+                    return value[:64]
+        user = self.to.removeprefix("sip:").split("@", 1)[0]
+        return user.removeprefix("web-")[:64] if user.startswith("web-") else None
+
 
 class SessionUpdate(BaseModel):
     """One session-update notification."""

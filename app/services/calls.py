@@ -42,6 +42,8 @@ class InboundCall:
     caller_name: str | None
     direction: str
     received_at: datetime
+    # A browser call's visit as the page put it in the call (header or dialled URI).
+    claimed_visit: str | None = None
 
 
 @dataclass(frozen=True)

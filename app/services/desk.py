@@ -176,6 +176,13 @@ class CallDesk:
         if web is None:
             # Not one of our visitors' subscribers: nobody to credit, nowhere to send it.
             return Announce(message=self._settings.unknown_number_message)
+        if call.claimed_visit is not None and call.claimed_visit != web.session_id:
+            # The page's claim is the page's; the subscriber we made for a visit is ours.
+            _log.warning(
+                "web call %s: the visit it names is not its subscriber's; the subscriber's "
+                "is credited",
+                call.call_id,
+            )
         # The pool's fallback number shows at the business: a browser has no number.
         return Forward(
             destination=web.destination, caller_id=web.caller_id, record=web.record_calls

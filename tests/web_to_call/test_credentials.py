@@ -149,3 +149,32 @@ async def test_bad_requests_name_their_field(
         assert answer.status_code == status, answer.text
         assert answer.headers["content-type"] == "application/problem+json"
         assert answer.json()["field"] == field
+
+
+async def test_a_call_naming_another_visit_is_still_credited_to_its_subscribers(
+    database_url: str, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="calltrack")
+    async with (
+        live_service(database_url, clock, emulator_api_key=KEY) as (base, _),
+        httpx.AsyncClient(base_url=base, timeout=BOUND) as client,
+    ):
+        await make_pool(client)
+        mine = await lease(client, context=CONTEXT)
+        other = await lease(client, context={"utm_source": "google"})
+        got = (await credentials(client, mine["session_id"])).json()
+        call_id = "x" * 32
+        body = voice_body(call_id, to=f"web-{other['session_id']}@{DOMAIN}",
+                          caller=got["username"], at=clock())  # fmt: skip
+        body["Direction"] = "subscriber"
+        body["SessionData"]["profile"] = {
+            "subscriber-sip-headers": {"X-Calltrack-Session": other["session_id"]}
+        }
+        headers = voice_headers(call_id, to=body["To"], caller=got["username"])
+        answer = await client.post("/webhooks/cloudonix/voice", json=body, headers=headers)
+        assert answer.status_code == 200, answer.text
+        [call] = (await client.get("/v1/calls", headers=ADMIN)).json()["items"]
+        assert (call["session_id"], call["source"]) == (mine["session_id"], "newsletter")
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("not its subscriber's" in text for text in warned)
+    assert not any(other["session_id"] in text for text in warned)

@@ -152,6 +152,7 @@ async def _voice(request: Request, state: AppState) -> Response:
         caller_name=voice.caller_name,
         direction=voice.direction,
         received_at=state.clock(),
+        claimed_visit=voice.claimed_visit if voice.direction == "subscriber" else None,
     )
     decision = await state.desk.answer(call)
     body = _render(decision, call_id=call.call_id, base=base_url_of(request, state))
