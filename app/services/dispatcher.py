@@ -97,13 +97,18 @@ class Dispatcher:
         poll = self.settings.outbox_poll_seconds
         try:
             while not stop.is_set():
+                claimed = 0
                 try:
-                    await self._tick()
+                    claimed = await self._tick()
                     errors = 0
                 except Exception:
                     errors += 1
                     log.exception("webhook dispatcher: a round failed")
-                await self._idle(stop, poll * min(30, 2 ** min(errors, 5)))
+                if claimed:
+                    # A backlog: go again as soon as a send frees a slot, not a poll later.
+                    await self._idle(stop, poll, until_free=True)
+                else:
+                    await self._idle(stop, poll * min(30, 2 ** min(errors, 5)))
         finally:
             await self._stop()
 
@@ -310,11 +315,19 @@ class Dispatcher:
                 "delivery %d to %s failed (%s); retried at %s", item.id, item.target, error, next_at
             )
 
-    async def _idle(self, stop: asyncio.Event, seconds: float) -> None:
+    async def _idle(self, stop: asyncio.Event, seconds: float, *, until_free: bool = False) -> None:
+        if until_free and len(self._tasks) < self.settings.outbox_concurrency:
+            return  # slots are free already: claim more at once
         waits: list[asyncio.Future[object]] = [
             asyncio.ensure_future(stop.wait()),
             asyncio.ensure_future(self._wake.wait()),
         ]
+        if until_free and self._tasks:
+            waits.append(
+                asyncio.ensure_future(
+                    asyncio.wait(set(self._tasks), return_when=asyncio.FIRST_COMPLETED)
+                )
+            )
         try:
             timeout = seconds * (0.75 + 0.5 * self._rand())
             await asyncio.wait(waits, timeout=timeout, return_when="FIRST_COMPLETED")

@@ -469,3 +469,25 @@ async def test_old_deliveries_and_events_are_forgotten_after_the_retention(
     crm.default = 200
     assert await worker.run_once() == 1
     assert crm.received[-1].json()["data"]["source"] == "yahoo"
+
+
+async def test_a_backlog_is_worked_off_without_waiting_a_poll_between_batches(
+    app: FastAPI, client: httpx.AsyncClient, clock: FakeClock, crm: Receiver
+) -> None:
+    await subscribe(client, crm.url, ["session.created"])
+    await make_pool(client, size=0)
+    for _ in range(40):
+        await lease(client, context=CONTEXT)
+    # Four at a time, polling every 30 s: ten batches would take five minutes if the loop
+    # slept a poll between them.
+    worker = dispatcher(app, clock, outbox_concurrency=4, outbox_poll_seconds=30.0)
+    stop = asyncio.Event()
+    running = asyncio.create_task(worker.run(stop))
+    try:
+        async with asyncio.timeout(20):
+            while len(crm.received) < 40:  # noqa: ASYNC110 - the receiver is another thread
+                await asyncio.sleep(0.02)
+    finally:
+        stop.set()
+        await asyncio.wait_for(running, 20)
+    assert len(set(crm.events())) == 40
