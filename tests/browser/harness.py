@@ -24,8 +24,20 @@ BUSINESS = "+12125550100"  # the number the customer's pages print
 WAIT_MS = 15_000  # longest any browser wait may take
 
 
+# A fake microphone a context may use once granted; the remote audio plays unattended.
+FAKE_MEDIA = ("--use-fake-device-for-media-stream", "--autoplay-policy=no-user-gesture-required")
+# For real WebRTC calls to the emulator: the microphone granted without a prompt, loopback
+# candidates offered (without it Chromium gathers none on 127.0.0.1), no mDNS names.
+LOOPBACK_CALLS = (
+    "--use-fake-ui-for-media-stream",
+    "--allow-loopback-in-peer-connection",
+    "--disable-features=WebRtcHideLocalIpsWithMdns",
+    "--disable-gpu",
+)
+
+
 @asynccontextmanager
-async def chromium() -> AsyncIterator[Browser]:
+async def chromium(*extra: str) -> AsyncIterator[Browser]:
     """Debian's Chromium, headless, driven by Playwright (never a downloaded browser)."""
     if not os.path.exists(CHROMIUM):  # noqa: ASYNC240 (once per browser, before any I/O)
         pytest.fail(f"no Chromium at {CHROMIUM}: apt-get install -y chromium")
@@ -33,7 +45,7 @@ async def chromium() -> AsyncIterator[Browser]:
         browser = await playwright.chromium.launch(
             executable_path=CHROMIUM,
             headless=True,
-            args=["--no-sandbox", "--disable-background-networking"],
+            args=["--no-sandbox", "--disable-background-networking", *extra],
         )
         try:
             yield browser

@@ -18,11 +18,11 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
-from playwright.async_api import Browser, Page, Response, async_playwright
+from playwright.async_api import Browser, Page, Response
 
 from app.state import utc_now
 from tests.browser import netns
-from tests.browser.harness import CHROMIUM, WAIT_MS
+from tests.browser.harness import FAKE_MEDIA, LOOPBACK_CALLS, WAIT_MS, chromium
 from tests.e2e.live import BOUND, live_service
 from tests.support import ADMIN, DOMAIN
 
@@ -73,25 +73,8 @@ async def service(database_url: str) -> AsyncIterator[tuple[str, FastAPI]]:
 @pytest.fixture
 async def phone_browser() -> AsyncIterator[Browser]:
     """Chromium with a fake microphone, offering loopback candidates and no mDNS names."""
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            headless=True,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--use-fake-ui-for-media-stream",
-                "--use-fake-device-for-media-stream",
-                "--autoplay-policy=no-user-gesture-required",
-                "--allow-loopback-in-peer-connection",
-                "--disable-features=WebRtcHideLocalIpsWithMdns",
-            ],
-        )
-        try:
-            yield browser
-        finally:
-            await browser.close()
+    async with chromium(*FAKE_MEDIA, *LOOPBACK_CALLS) as browser:
+        yield browser
 
 
 class Visitor:

@@ -24,12 +24,20 @@ from playwright.async_api import (
     Route,
     WebSocket,
     WebSocketRoute,
-    async_playwright,
 )
 from playwright.async_api import Error as PlaywrightError
 
 from tests.api.helpers import make_pool
-from tests.browser.harness import BUSINESS, CHROMIUM, Site, Tab, html_page, open_tab, snippet
+from tests.browser.harness import (
+    BUSINESS,
+    FAKE_MEDIA,
+    Site,
+    Tab,
+    chromium,
+    html_page,
+    open_tab,
+    snippet,
+)
 
 PASSWORD = "pw-9f3c-never-shown"  # a routed answer's, looked for in everything logged
 STATE = "window.CallTrack.callState()"
@@ -68,21 +76,8 @@ PAGE = f"<h1>Harbor Plumbing</h1><p>Call us: (212) 555-0100</p>{WIDGET}"
 @pytest.fixture
 async def media_browser() -> AsyncIterator[Browser]:
     """Chromium with a fake microphone, which a context may use once granted."""
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            headless=True,
-            args=[
-                "--no-sandbox",
-                "--disable-background-networking",
-                "--use-fake-device-for-media-stream",
-                "--autoplay-policy=no-user-gesture-required",
-            ],
-        )
-        try:
-            yield browser
-        finally:
-            await browser.close()
+    async with chromium(*FAKE_MEDIA) as browser:
+        yield browser
 
 
 @dataclass

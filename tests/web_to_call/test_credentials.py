@@ -4,6 +4,7 @@ subscriber, the subscriber's call is credited to its visit, and the subscriber g
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -29,6 +30,24 @@ async def credentials(client: httpx.AsyncClient, session_id: str, **extra: Any) 
     return await client.post(
         "/web_to_call", json={"session_id": session_id, "pool": "default", **extra}
     )
+
+
+async def subscriber_call(
+    client: httpx.AsyncClient,
+    call_id: str,
+    *,
+    subscriber: str,
+    dialled: str,
+    claimed: str,
+    at: datetime,
+) -> httpx.Response:
+    """Cloudonix asks the voice webhook about a subscriber's call naming visit `claimed`."""
+    body = voice_body(call_id, to=dialled, caller=subscriber, at=at)
+    body["Direction"] = "subscriber"
+    body["SessionData"]["profile"] = {"subscriber-sip-headers": {"X-Calltrack-Session": claimed}}
+    headers = voice_headers(call_id, to=dialled, caller=subscriber)
+    headers["X-CX-Source"] = "subscriber"
+    return await client.post("/webhooks/cloudonix/voice", json=body, headers=headers)
 
 
 async def test_a_visit_gets_a_subscriber_whose_call_is_credited_to_it_exactly(
@@ -62,15 +81,15 @@ async def test_a_visit_gets_a_subscriber_whose_call_is_credited_to_it_exactly(
 
         # Cloudonix asks the voice webhook about the subscriber's call.
         call_id = "w" * 32
-        body = voice_body(call_id, to=got["dial"].removeprefix("sip:"), caller=got["username"],
-                          at=clock())  # fmt: skip
-        body["Direction"] = "subscriber"
-        body["SessionData"]["profile"] = {
-            "subscriber-sip-headers": {"X-Calltrack-Session": visit["session_id"]}
-        }
-        headers = voice_headers(call_id, to=body["To"], caller=got["username"])
-        headers["X-CX-Source"] = "subscriber"
-        cxml = await client.post("/webhooks/cloudonix/voice", json=body, headers=headers)
+        dialled = got["dial"].removeprefix("sip:")
+        cxml = await subscriber_call(
+            client,
+            call_id,
+            subscriber=got["username"],
+            dialled=dialled,
+            claimed=visit["session_id"],
+            at=clock(),
+        )
         assert cxml.status_code == 200, cxml.text
         assert "<Number" in cxml.text
         assert "+12125550100" in cxml.text
@@ -86,7 +105,7 @@ async def test_a_visit_gets_a_subscriber_whose_call_is_credited_to_it_exactly(
 
         # The call ends: the subscriber is deleted on the platform.
         clock.advance(30)
-        record = cdr(call_id, to=body["To"], start=clock(), duration=30, billsec=25,
+        record = cdr(call_id, to=dialled, start=clock(), duration=30, billsec=25,
                      caller=got["username"])  # fmt: skip
         record["session"]["direction"] = "subscriber"
         ended = await client.post("/webhooks/cloudonix/cdr", json=record, headers=HOOKS)
@@ -163,15 +182,14 @@ async def test_a_call_naming_another_visit_is_still_credited_to_its_subscribers(
         mine = await lease(client, context=CONTEXT)
         other = await lease(client, context={"utm_source": "google"})
         got = (await credentials(client, mine["session_id"])).json()
-        call_id = "x" * 32
-        body = voice_body(call_id, to=f"web-{other['session_id']}@{DOMAIN}",
-                          caller=got["username"], at=clock())  # fmt: skip
-        body["Direction"] = "subscriber"
-        body["SessionData"]["profile"] = {
-            "subscriber-sip-headers": {"X-Calltrack-Session": other["session_id"]}
-        }
-        headers = voice_headers(call_id, to=body["To"], caller=got["username"])
-        answer = await client.post("/webhooks/cloudonix/voice", json=body, headers=headers)
+        answer = await subscriber_call(
+            client,
+            "x" * 32,
+            subscriber=got["username"],
+            dialled=f"web-{other['session_id']}@{DOMAIN}",
+            claimed=other["session_id"],
+            at=clock(),
+        )
         assert answer.status_code == 200, answer.text
         [call] = (await client.get("/v1/calls", headers=ADMIN)).json()["items"]
         assert (call["session_id"], call["source"]) == (mine["session_id"], "newsletter")
