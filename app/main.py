@@ -134,6 +134,9 @@ def create_app(settings: Settings | None = None, *, clock: Clock = utc_now) -> F
             if dispatching is not None:
                 with contextlib.suppress(asyncio.CancelledError):
                     await dispatching
+            # A clean-up round may be waiting on the platform's pacing: it is cut short (the
+            # next start finds the same subscribers due).
+            keeping.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await keeping
             with contextlib.suppress(asyncio.CancelledError):

@@ -35,7 +35,9 @@ async def live_service(
     """Serve the app (emulator mounted) with uvicorn; its base URL and the app."""
     # WebSockets only where a test asks (ws="websockets-sansio": the emulator's SIP socket).
     ws = str(overrides.pop("ws", "none"))
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # IPPROTO_TCP named: asyncio then turns Nagle off on accepted connections, as uvicorn
+    # does for the sockets it binds (else each kept-alive request waits ~40 ms for an ACK).
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.bind(("127.0.0.1", 0))
     base = f"http://127.0.0.1:{sock.getsockname()[1]}"
     values: dict[str, Any] = {"emulator_url": f"{base}/emulator", "emulator_speed": 100.0}
