@@ -118,7 +118,10 @@ def create_app(settings: Settings | None = None, *, clock: Clock = utc_now) -> F
                     state.callback_worker.run(stop), name="calltrack-callback-worker"
                 )
         state.web_call_keeper = keeper = WebCallKeeper(
-            sessionmaker=sessionmaker, provider=voice, clock=clock
+            sessionmaker=sessionmaker,
+            provider=voice,
+            clock=clock,
+            every=settings.web_to_call_keeper_seconds,
         )
         keeping = asyncio.create_task(keeper.run(stop), name="calltrack-web-call-keeper")
         dispatching = None

@@ -99,6 +99,7 @@ class Settings(BaseSettings):
     # Web-To-Call: browser calls through short-lived platform subscribers.
     web_to_call_ttl_seconds: int = Field(default=600, ge=60, le=86400)
     web_to_call_session_limit: int = Field(default=5, ge=1, le=100)
+    web_to_call_keeper_seconds: float = Field(default=15.0, gt=0)
     cloudonix_websocket_url: str | None = Field(default=None, pattern=r"^wss?://")
 
     # Outbound webhooks and GA4 events, delivered from the outbox (services/dispatcher.py).

@@ -57,6 +57,8 @@ def make_settings(database_url: str, **overrides: object) -> Settings:
         "callback_worker": False,
         # Likewise the webhook dispatcher: tests run it a round at a time on their clock.
         "outbox_worker": False,
+        # And the Web-To-Call keeper: tests that need it call run_once() themselves.
+        "web_to_call_keeper_seconds": 3600.0,
         "callback_rate_limit": "off",
     }
     values.update(overrides)
