@@ -103,6 +103,16 @@ async def ended(client: httpx.AsyncClient, token: str) -> dict[str, Any]:
             await asyncio.sleep(0.01)
 
 
+async def dialling(client: httpx.AsyncClient, token: str) -> dict[str, Any]:
+    """Poll the control API until the call has started its <Dial>; its outcome."""
+    async with asyncio.timeout(BOUND):
+        while True:
+            outcome: dict[str, Any] = (await client.get(f"/emulator/inbound/{token}")).json()
+            if outcome["dial"] is not None:
+                return outcome
+            await asyncio.sleep(0.01)
+
+
 async def until(client: httpx.AsyncClient, token: str, status: str) -> dict[str, Any]:
     """Poll the REST session until it reaches `status`."""
     async with asyncio.timeout(BOUND):

@@ -8,7 +8,16 @@ import httpx
 
 from app.emulator.pacing import SlidingWindow
 from tests.emulator.conftest import MakeEmulator
-from tests.emulator.support import AUTH, DOMAIN, START_MS, UPDATES, Receiver, ended, until
+from tests.emulator.support import (
+    AUTH,
+    DOMAIN,
+    START_MS,
+    UPDATES,
+    Receiver,
+    dialling,
+    ended,
+    until,
+)
 
 SESSIONS = f"/emulator/calls/{DOMAIN}/sessions"
 ORIGINATE = f"/emulator/calls/{DOMAIN}/application"
@@ -102,6 +111,9 @@ async def test_originate_then_get_then_delete(
     assert session["callStartTime"] == START_MS
     assert session["callAnswerTime"] == START_MS + 2000
     assert session["callEndTime"] is None
+    # The agent's leg hears the <Say> first: hang up only once the <Dial> has begun, or
+    # the DELETE may land before it (a race this test lost on a fast machine).
+    await dialling(client, token)
 
     assert (await client.delete(f"{SESSIONS}/{token}?reason=done", headers=AUTH)).status_code == 204
     session = (await client.get(f"{SESSIONS}/{token}", headers=AUTH)).json()
