@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, case, delete, exists, func, select, update
+from sqlalchemy import Connection, case, delete, exists, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -183,18 +183,6 @@ async def release_claims_of(db: AsyncSession, *, worker: str, at: datetime) -> N
         .where(WebhookDelivery.claimed_by == worker, WebhookDelivery.status == "pending")
         .values(claimed_by=None, next_attempt_at=at)
         .execution_options(synchronize_session=False)
-    )
-
-
-async def pending_count(db: AsyncSession) -> int:
-    """Deliveries still to make (for health and metrics)."""
-    return int(
-        await db.scalar(
-            select(func.count())
-            .select_from(WebhookDelivery)
-            .where(WebhookDelivery.status == "pending")
-        )
-        or 0
     )
 
 
